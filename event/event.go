@@ -1,0 +1,139 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Level is the severity of an event, as in CloudStack's action events.
+type Level string
+
+// Levels accepted in an envelope.
+const (
+	LevelInfo  Level = "INFO"
+	LevelWarn  Level = "WARN"
+	LevelError Level = "ERROR"
+)
+
+// State is the stage of a job an action event reports, as in CloudStack.
+type State string
+
+// States accepted in an envelope.
+const (
+	StateCreated   State = "Created"
+	StateScheduled State = "Scheduled"
+	StateStarted   State = "Started"
+	StateCompleted State = "Completed"
+)
+
+// Envelope is one event as stored in the outbox and handed to sinks.
+type Envelope struct {
+	ID      string          `json:"id"`
+	Type    string          `json:"type"`
+	Source  string          `json:"source,omitempty"`
+	Node    string          `json:"node,omitempty"`
+	Time    time.Time       `json:"time"`
+	Key     string          `json:"key,omitempty"`
+	Level   Level           `json:"level,omitempty"`
+	State   State           `json:"state,omitempty"`
+	StartID string          `json:"start_id,omitempty"`
+	Data    json.RawMessage `json:"data,omitempty"`
+}
+
+// ErrInvalid is wrapped by every validation error, so callers can tell bad
+// input from transport failures with errors.Is.
+var ErrInvalid = errors.New("invalid event")
+
+// typePattern keeps types usable as NATS subject tokens: the type is part of
+// the outbox subject, so wildcards and spaces would corrupt routing.
+var typePattern = regexp.MustCompile(`^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$`)
+
+// idPattern rejects ids that could not travel as a header value or a NATS
+// message id.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
+
+// NewID returns a new time-sortable id (UUIDv7).
+func NewID() (string, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return "", fmt.Errorf("generate event id: %w", err)
+	}
+	return id.String(), nil
+}
+
+// Complete fills the fields a producer may leave out: id, time, level, and
+// the node and source when given. It does not validate.
+func (e *Envelope) Complete(node string) error {
+	if e.ID == "" {
+		id, err := NewID()
+		if err != nil {
+			return err
+		}
+		e.ID = id
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	e.Time = e.Time.UTC()
+	if e.Level == "" {
+		e.Level = LevelInfo
+	}
+	if e.Node == "" {
+		e.Node = node
+	}
+	if e.Source == "" {
+		e.Source = "courier"
+	}
+	return nil
+}
+
+// Validate reports the first thing wrong with the envelope.
+func (e *Envelope) Validate() error {
+	switch {
+	case e.Type == "":
+		return fmt.Errorf("%w: type is required", ErrInvalid)
+	case len(e.Type) > 255 || !typePattern.MatchString(e.Type):
+		return fmt.Errorf("%w: type %q: use letters, digits, '_', '-', ':' and single dots", ErrInvalid, e.Type)
+	case e.ID == "":
+		return fmt.Errorf("%w: id is required", ErrInvalid)
+	case !idPattern.MatchString(e.ID):
+		return fmt.Errorf("%w: id %q: use up to 128 letters, digits, '_', '-', '.', ':'", ErrInvalid, e.ID)
+	case e.Time.IsZero():
+		return fmt.Errorf("%w: time is required", ErrInvalid)
+	}
+	switch e.Level {
+	case "", LevelInfo, LevelWarn, LevelError:
+	default:
+		return fmt.Errorf("%w: level %q: want INFO, WARN or ERROR", ErrInvalid, e.Level)
+	}
+	switch e.State {
+	case "", StateCreated, StateScheduled, StateStarted, StateCompleted:
+	default:
+		return fmt.Errorf("%w: state %q: want Created, Scheduled, Started or Completed", ErrInvalid, e.State)
+	}
+	if len(e.Data) > 0 && !json.Valid(e.Data) {
+		return fmt.Errorf("%w: data is not valid JSON", ErrInvalid)
+	}
+	return nil
+}
+
+// Decode parses one JSON envelope strictly: unknown fields are an error, so a
+// misspelt field is reported instead of silently dropped.
+func Decode(b []byte) (Envelope, error) {
+	var e Envelope
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return Envelope{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if dec.More() {
+		return Envelope{}, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalid)
+	}
+	return e, nil
+}
