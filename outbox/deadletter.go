@@ -1,0 +1,164 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/courierhq/courier/event"
+)
+
+// DeadLetter is an event a sink refused or never confirmed, with why.
+type DeadLetter struct {
+	// Seq is the dead letter's position in the dead-letter stream; replay
+	// and listing refer to it.
+	Seq          uint64         `json:"seq,omitempty"`
+	Sink         string         `json:"sink"`
+	Reason       string         `json:"reason"`
+	Attempts     int            `json:"attempts"`
+	LastStatus   int            `json:"last_status,omitempty"`
+	LastError    string         `json:"last_error,omitempty"`
+	LastResponse string         `json:"last_response,omitempty"`
+	DeadAt       time.Time      `json:"dead_at"`
+	Node         string         `json:"node,omitempty"`
+	Event        event.Envelope `json:"event"`
+}
+
+// DeadLetters reads and writes the dead-letter stream.
+type DeadLetters struct {
+	js jetstream.JetStream
+}
+
+// NewDeadLetters returns access to the dead-letter stream over js.
+func NewDeadLetters(js jetstream.JetStream) *DeadLetters { return &DeadLetters{js: js} }
+
+// Put stores a dead letter and returns once JetStream acknowledged it, so
+// the caller may then acknowledge the original. The message id makes a
+// repeated Put (after a crash between the two steps) a no-op.
+func (d *DeadLetters) Put(ctx context.Context, dl DeadLetter) error {
+	data, err := json.Marshal(&dl)
+	if err != nil {
+		return fmt.Errorf("encode dead letter for %s: %w", dl.Event.ID, err)
+	}
+	m := nats.NewMsg(deadLetterSubject(dl.Sink))
+	m.Data = data
+	m.Header.Set(nats.MsgIdHdr, "dlq:"+dl.Sink+":"+dl.Event.ID+":"+strconv.Itoa(dl.Attempts))
+	if _, err := d.js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("store dead letter for event %s: %w", dl.Event.ID, mapAPIError(err))
+	}
+	return nil
+}
+
+// List returns the sink's dead letters, oldest first, at most limit (0: all).
+func (d *DeadLetters) List(ctx context.Context, sink string, limit int) ([]DeadLetter, error) {
+	var out []DeadLetter
+	err := d.each(ctx, sink, func(dl DeadLetter) bool {
+		out = append(out, dl)
+		return limit <= 0 || len(out) < limit
+	})
+	return out, err
+}
+
+// Count returns how many dead letters the sink has.
+func (d *DeadLetters) Count(ctx context.Context, sink string) (uint64, error) {
+	s, err := d.js.Stream(ctx, StreamDeadLetter)
+	if err != nil {
+		return 0, fmt.Errorf("open %s: %w", StreamDeadLetter, mapAPIError(err))
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(deadLetterSubject(sink)))
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", StreamDeadLetter, mapAPIError(err))
+	}
+	return info.State.Subjects[deadLetterSubject(sink)], nil
+}
+
+// Replay puts the sink's dead letters back into the outbox addressed to that
+// sink alone, then removes them from the dead-letter stream. With ids empty
+// it replays all of them; otherwise only those whose event id is listed.
+// It returns how many were replayed.
+func (d *DeadLetters) Replay(ctx context.Context, sink string, ids []string) (int, error) {
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	var picked []DeadLetter
+	err := d.each(ctx, sink, func(dl DeadLetter) bool {
+		if len(want) == 0 || want[dl.Event.ID] {
+			picked = append(picked, dl)
+		}
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	stream, err := d.js.Stream(ctx, StreamDeadLetter)
+	if err != nil {
+		return 0, fmt.Errorf("open %s: %w", StreamDeadLetter, mapAPIError(err))
+	}
+	for i, dl := range picked {
+		data, err := json.Marshal(&dl.Event)
+		if err != nil {
+			return i, fmt.Errorf("encode event %s: %w", dl.Event.ID, err)
+		}
+		m := nats.NewMsg(replaySubject(sink, dl.Event.Type))
+		m.Data = data
+		// Keyed by the dead letter, so replaying it twice stores it once.
+		m.Header.Set(nats.MsgIdHdr, "replay:"+strconv.FormatUint(dl.Seq, 10))
+		if _, err := d.js.PublishMsg(ctx, m); err != nil {
+			return i, fmt.Errorf("replay event %s: %w", dl.Event.ID, mapAPIError(err))
+		}
+		if err := stream.DeleteMsg(ctx, dl.Seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return i + 1, fmt.Errorf("remove replayed dead letter %d: %w", dl.Seq, err)
+		}
+	}
+	return len(picked), nil
+}
+
+// each visits the sink's dead letters in order until fn returns false.
+func (d *DeadLetters) each(ctx context.Context, sink string, fn func(DeadLetter) bool) error {
+	cons, err := d.js.OrderedConsumer(ctx, StreamDeadLetter, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{deadLetterSubject(sink)},
+	})
+	if err != nil {
+		return fmt.Errorf("read %s: %w", StreamDeadLetter, mapAPIError(err))
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", StreamDeadLetter, mapAPIError(err))
+	}
+	remaining := info.NumPending
+	for remaining > 0 {
+		batch, err := cons.Fetch(int(min(remaining, 256)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return fmt.Errorf("read %s: %w", StreamDeadLetter, err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			remaining--
+			var dl DeadLetter
+			if err := json.Unmarshal(m.Data(), &dl); err != nil {
+				return fmt.Errorf("decode dead letter: %w", err)
+			}
+			if md, err := m.Metadata(); err == nil {
+				dl.Seq = md.Sequence.Stream
+			}
+			if !fn(dl) {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return fmt.Errorf("read %s: %w", StreamDeadLetter, err)
+		}
+		if got == 0 {
+			return fmt.Errorf("read %s: %d dead letters announced but none arrived", StreamDeadLetter, remaining)
+		}
+	}
+	return nil
+}

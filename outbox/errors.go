@@ -1,0 +1,22 @@
+package outbox
+
+import "errors"
+
+// Sentinel errors, compared with errors.Is.
+var (
+	// ErrUnreachable: no NATS server answered at the outbox URL.
+	ErrUnreachable = errors.New("outbox unreachable")
+	// ErrFull: the outbox reached max_bytes or max_events of undelivered
+	// events and rejects new ones rather than dropping old ones.
+	ErrFull = errors.New("outbox full")
+	// ErrTooLarge: the encoded event exceeds the configured maximum size.
+	ErrTooLarge = errors.New("event too large")
+	// ErrNoAck: the outbox did not acknowledge in time; the event may or may
+	// not be stored, and emitting it again with the same id is safe.
+	ErrNoAck = errors.New("no acknowledgement from outbox")
+	// ErrNoStream: the server answered but has no outbox stream (the worker
+	// has not set it up).
+	ErrNoStream = errors.New("outbox stream not found")
+	// ErrClosed: the publisher was closed.
+	ErrClosed = errors.New("publisher closed")
+)

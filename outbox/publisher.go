@@ -1,0 +1,348 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/courierhq/courier/event"
+)
+
+// Publisher is the producer API: it stores events in the outbox and reports
+// success only once JetStream acknowledged them (after fsync, with the
+// default sync policy). It is safe for concurrent use.
+//
+// Concurrent and asynchronous emits are grouped: one sender turns whatever is
+// queued into a single JetStream atomic batch, which the server writes with
+// one fsync. That is how durable emit goes far beyond one fsync per event
+// without weakening "stored before acknowledged". Batches leave in emit order
+// over one connection, so one producer's events are stored in its order.
+type Publisher struct {
+	nc           *nats.Conn
+	ownsConn     bool
+	node         string
+	maxEventSize int
+	maxBatch     int
+	ackTimeout   time.Duration
+
+	queue    chan *Pending
+	inflight chan struct{} // one token per batch awaiting its ack
+	inbox    string
+	sub      *nats.Subscription
+
+	// queueMu guards closing the queue against a concurrent EmitAsync.
+	queueMu sync.RWMutex
+	closed  bool
+
+	mu        sync.Mutex
+	waiting   map[string]*batch // by reply token
+	nextID    uint64
+	done      chan struct{}
+	fallbacks sync.WaitGroup
+}
+
+// Pending is an emit whose outcome is not known yet.
+type Pending struct {
+	env   event.Envelope
+	data  []byte
+	done  chan struct{}
+	err   error
+	dup   bool
+	onSet sync.Once
+}
+
+// Done is closed once the outcome is known.
+func (p *Pending) Done() <-chan struct{} { return p.done }
+
+// ID is the event id (known at once, also on failure).
+func (p *Pending) ID() string { return p.env.ID }
+
+// Err is the outcome; valid after Done is closed.
+func (p *Pending) Err() error { return p.err }
+
+// Duplicate reports that the outbox already held this id; valid after Done.
+func (p *Pending) Duplicate() bool { return p.dup }
+
+// Wait blocks until the outcome is known or ctx ends.
+func (p *Pending) Wait(ctx context.Context) (string, error) {
+	select {
+	case <-p.done:
+		return p.env.ID, p.err
+	case <-ctx.Done():
+		return p.env.ID, fmt.Errorf("wait for outbox acknowledgement of %s: %w", p.env.ID, ctx.Err())
+	}
+}
+
+func (p *Pending) finish(err error, dup bool) {
+	p.onSet.Do(func() {
+		p.err, p.dup = err, dup
+		close(p.done)
+	})
+}
+
+type batch struct {
+	items []*Pending
+	timer *time.Timer
+}
+
+// PublisherOption configures a Publisher.
+type PublisherOption func(*Publisher)
+
+// WithNode sets the node id stamped on events that carry none.
+func WithNode(node string) PublisherOption { return func(p *Publisher) { p.node = node } }
+
+// WithMaxEventSize rejects larger encoded events before they are sent.
+func WithMaxEventSize(n int) PublisherOption { return func(p *Publisher) { p.maxEventSize = n } }
+
+// WithAckTimeout bounds the wait for the outbox's acknowledgement.
+func WithAckTimeout(d time.Duration) PublisherOption { return func(p *Publisher) { p.ackTimeout = d } }
+
+// WithMaxBatch caps the events grouped into one atomic batch (at most 1000,
+// JetStream's limit).
+func WithMaxBatch(n int) PublisherOption {
+	return func(p *Publisher) { p.maxBatch = min(max(n, 1), 1000) }
+}
+
+// Defaults of a Publisher.
+const (
+	DefaultMaxEventSize = 1 << 20
+	DefaultAckTimeout   = 10 * time.Second
+	defaultMaxBatch     = 500
+	maxBatchesInFlight  = 8
+)
+
+// Dial connects to the outbox at url and returns a Publisher that owns the
+// connection. It fails with ErrUnreachable when nothing answers within
+// timeout.
+func Dial(ctx context.Context, url string, timeout time.Duration, opts ...PublisherOption) (*Publisher, error) {
+	nc, err := Connect(ctx, url, "courier-emit", timeout)
+	if err != nil {
+		return nil, err
+	}
+	p, err := NewPublisher(nc, opts...)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	p.ownsConn = true
+	return p, nil
+}
+
+// NewPublisher returns a Publisher on an existing connection.
+func NewPublisher(nc *nats.Conn, opts ...PublisherOption) (*Publisher, error) {
+	p := &Publisher{
+		nc:           nc,
+		maxEventSize: DefaultMaxEventSize,
+		maxBatch:     defaultMaxBatch,
+		ackTimeout:   DefaultAckTimeout,
+		inflight:     make(chan struct{}, maxBatchesInFlight),
+		waiting:      map[string]*batch{},
+		inbox:        nats.NewInbox(),
+		done:         make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	p.queue = make(chan *Pending, p.maxBatch*maxBatchesInFlight)
+	sub, err := nc.Subscribe(p.inbox+".*", p.onAck)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to outbox acknowledgements: %w", err)
+	}
+	p.sub = sub
+	go p.send()
+	return p, nil
+}
+
+// Emit stores e and returns its id once the outbox acknowledged it. A
+// missing id, time or level is filled in; an event emitted again with the same
+// id is stored once.
+func (p *Publisher) Emit(ctx context.Context, e event.Envelope) (string, error) {
+	pe, err := p.EmitAsync(ctx, e)
+	if err != nil {
+		return e.ID, err
+	}
+	return pe.Wait(ctx)
+}
+
+// EmitAsync queues e and returns at once; the Pending reports the outcome.
+// It blocks only while the queue is full (backpressure) or until ctx ends.
+// Validation errors are returned at once.
+func (p *Publisher) EmitAsync(ctx context.Context, e event.Envelope) (*Pending, error) {
+	if err := e.Complete(p.node); err != nil {
+		return nil, err
+	}
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(&e)
+	if err != nil {
+		return nil, fmt.Errorf("encode event %s: %w", e.ID, err)
+	}
+	if p.maxEventSize > 0 && len(data) > p.maxEventSize {
+		return nil, fmt.Errorf("%w: event %s is %d bytes, the maximum is %d", ErrTooLarge, e.ID, len(data), p.maxEventSize)
+	}
+	pe := &Pending{env: e, data: data, done: make(chan struct{})}
+	p.queueMu.RLock()
+	defer p.queueMu.RUnlock()
+	if p.closed {
+		return nil, ErrClosed
+	}
+	select {
+	case p.queue <- pe:
+		return pe, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("queue event %s: %w", e.ID, ctx.Err())
+	}
+}
+
+// Close sends what is queued, waits for the acknowledgements (each bounded
+// by the ack timeout) and releases the connection if the Publisher owns it.
+func (p *Publisher) Close() {
+	p.queueMu.Lock()
+	if p.closed {
+		p.queueMu.Unlock()
+		return
+	}
+	p.closed = true
+	close(p.queue)
+	p.queueMu.Unlock()
+	<-p.done
+	// Every batch holds an inflight token until acknowledged or timed out.
+	for range maxBatchesInFlight {
+		p.inflight <- struct{}{}
+	}
+	p.fallbacks.Wait()
+	_ = p.sub.Unsubscribe()
+	if p.ownsConn {
+		p.nc.Close()
+	}
+}
+
+// send is the single sender: it groups queued events into batches and
+// publishes them in order.
+func (p *Publisher) send() {
+	defer close(p.done)
+	for first := range p.queue {
+		items := []*Pending{first}
+	fill:
+		for len(items) < p.maxBatch {
+			select {
+			case pe, ok := <-p.queue:
+				if !ok {
+					break fill
+				}
+				items = append(items, pe)
+			default:
+				break fill
+			}
+		}
+		p.inflight <- struct{}{}
+		p.publish(items)
+	}
+}
+
+// publish sends one batch: a plain publish for a single event, a JetStream
+// atomic batch for several. The reply arrives in onAck.
+func (p *Publisher) publish(items []*Pending) {
+	p.mu.Lock()
+	p.nextID++
+	token := strconv.FormatUint(p.nextID, 36)
+	b := &batch{items: items}
+	p.waiting[token] = b
+	b.timer = time.AfterFunc(p.ackTimeout, func() { p.resolve(token, nil, fmt.Errorf("%w within %s", ErrNoAck, p.ackTimeout)) })
+	p.mu.Unlock()
+
+	batchID := p.inbox[len(nats.InboxPrefix):] + "-" + token
+	for i, pe := range items {
+		m := nats.NewMsg(EventSubject(pe.env.Type))
+		m.Data = pe.data
+		m.Header.Set(nats.MsgIdHdr, pe.env.ID)
+		last := i == len(items)-1
+		if len(items) > 1 {
+			m.Header.Set("Nats-Batch-Id", batchID)
+			m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+			if last {
+				m.Header.Set("Nats-Batch-Commit", "1")
+			}
+		}
+		if last {
+			m.Reply = p.inbox + "." + token
+		}
+		if err := p.nc.PublishMsg(m); err != nil {
+			p.resolve(token, nil, fmt.Errorf("publish to outbox: %w", err))
+			return
+		}
+	}
+}
+
+func (p *Publisher) onAck(m *nats.Msg) {
+	token := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		p.resolve(token, nil, fmt.Errorf("%w: no responders on %s", ErrNoStream, StreamEvents))
+		return
+	}
+	ack, err := parsePubAck(m.Data)
+	p.resolve(token, &ack, err)
+}
+
+// resolve completes a batch once. A batch of several that failed as a whole
+// is retried event by event, so each event gets its own accurate outcome
+// (a re-emitted id inside a batch fails the batch, but alone it is just a
+// duplicate).
+func (p *Publisher) resolve(token string, ack *pubAck, err error) {
+	p.mu.Lock()
+	b, ok := p.waiting[token]
+	delete(p.waiting, token)
+	p.mu.Unlock()
+	if !ok {
+		return
+	}
+	b.timer.Stop()
+	defer func() { <-p.inflight }()
+	if err == nil {
+		dup := ack.Duplicate && len(b.items) == 1
+		for _, pe := range b.items {
+			pe.finish(nil, dup)
+		}
+		return
+	}
+	if len(b.items) == 1 || errors.Is(err, ErrNoAck) || errors.Is(err, ErrNoStream) {
+		for _, pe := range b.items {
+			pe.finish(err, false)
+		}
+		return
+	}
+	p.fallbacks.Add(1)
+	go func() {
+		defer p.fallbacks.Done()
+		p.publishEach(b.items)
+	}()
+}
+
+// publishEach stores events one at a time, for a batch refused as a whole.
+func (p *Publisher) publishEach(items []*Pending) {
+	for _, pe := range items {
+		m := nats.NewMsg(EventSubject(pe.env.Type))
+		m.Data = pe.data
+		m.Header.Set(nats.MsgIdHdr, pe.env.ID)
+		resp, err := p.nc.RequestMsg(m, p.ackTimeout)
+		if err != nil {
+			if errors.Is(err, nats.ErrNoResponders) {
+				err = fmt.Errorf("%w: %v", ErrNoStream, err)
+			} else if errors.Is(err, nats.ErrTimeout) {
+				err = fmt.Errorf("%w within %s", ErrNoAck, p.ackTimeout)
+			}
+			pe.finish(err, false)
+			continue
+		}
+		ack, err := parsePubAck(resp.Data)
+		pe.finish(err, err == nil && ack.Duplicate)
+	}
+}

@@ -1,0 +1,97 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// ServerConfig configures the embedded NATS server.
+type ServerConfig struct {
+	// Name identifies the server (the node id).
+	Name string
+	// Listen is host:port for clients (emit in other processes); port 0
+	// picks a free one.
+	Listen string
+	// DataDir holds the JetStream files.
+	DataDir string
+	// SyncAlways fsyncs before every acknowledgement. When false,
+	// SyncInterval is how often data is flushed to disk: a power loss may
+	// lose what was acknowledged in the last interval.
+	SyncAlways   bool
+	SyncInterval time.Duration
+	// MaxPayload caps one message (event plus headers).
+	MaxPayload int32
+}
+
+// Server is a running embedded NATS server with JetStream.
+type Server struct {
+	ns *server.Server
+}
+
+// StartServer starts the embedded server and waits until it accepts
+// clients.
+func StartServer(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*Server, error) {
+	host, portStr, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("outbox listen address %q: %w", cfg.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("outbox listen port %q: %w", portStr, err)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	opts := &server.Options{
+		ServerName:   cfg.Name,
+		Host:         host,
+		Port:         port,
+		JetStream:    true,
+		StoreDir:     filepath.Clean(cfg.DataDir),
+		SyncAlways:   cfg.SyncAlways,
+		SyncInterval: cfg.SyncInterval,
+		MaxPayload:   cfg.MaxPayload,
+		NoSigs:       true, // the worker handles signals and shuts down in order
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("configure embedded outbox: %w", err)
+	}
+	ns.SetLoggerV2(&natsLogger{log: log.With("component", "nats")}, false, false, false)
+	go ns.Start()
+	wait := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		wait = time.Until(dl)
+	}
+	if !ns.ReadyForConnections(wait) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded outbox did not start within %s (is %s already in use?)", wait, cfg.Listen)
+	}
+	return &Server{ns: ns}, nil
+}
+
+// ClientURL is the nats:// URL clients use.
+func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// Shutdown stops the server and waits until its files are closed.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}
+
+// natsLogger routes the server's log lines into slog.
+type natsLogger struct{ log *slog.Logger }
+
+func (l *natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }

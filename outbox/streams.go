@@ -1,0 +1,114 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream names and subjects: the one place that says how the outbox is laid
+// out in JetStream.
+const (
+	StreamEvents     = "COURIER_OUTBOX"
+	StreamDeadLetter = "COURIER_DLQ"
+
+	subjectEvents     = "courier.events."
+	subjectReplay     = "courier.replay."
+	subjectDeadLetter = "courier.dlq."
+)
+
+// EventSubject is where an event of the given type is stored.
+func EventSubject(eventType string) string { return subjectEvents + eventType }
+
+// ConsumerSubjects are the subjects a sink's consumer reads: every event,
+// plus the replays addressed to that sink alone.
+func ConsumerSubjects(sink string) []string {
+	return []string{subjectEvents + ">", subjectReplay + sink + ".>"}
+}
+
+func replaySubject(sink, eventType string) string { return subjectReplay + sink + "." + eventType }
+
+func deadLetterSubject(sink string) string { return subjectDeadLetter + sink }
+
+// Limits bound the outbox.
+type Limits struct {
+	// MaxAge is how long an undelivered event is kept.
+	MaxAge time.Duration
+	// MaxBytes caps the undelivered events' total size; past it new events
+	// are rejected (ErrFull), never old ones dropped.
+	MaxBytes int64
+	// MaxEventSize caps one stored event.
+	MaxEventSize int32
+	// Duplicates is the window in which a re-emitted id is stored once.
+	Duplicates time.Duration
+	// DeadLetterMaxAge is how long dead letters are kept.
+	DeadLetterMaxAge time.Duration
+	// Replicas is the stream replication factor (1 on a single node).
+	Replicas int
+}
+
+// EnsureStreams creates or updates the outbox and dead-letter streams.
+//
+// The outbox uses interest retention: an event stays until every sink's
+// consumer has acknowledged it, so max_bytes bounds the undelivered backlog
+// rather than history, and DiscardNew makes a full outbox refuse new events
+// (the producer gets an error) instead of silently discarding old ones.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, l Limits) error {
+	replicas := max(l.Replicas, 1)
+	outbox := jetstream.StreamConfig{
+		Name:               StreamEvents,
+		Description:        "Courier outbox: events until every sink confirmed them",
+		Subjects:           []string{subjectEvents + ">", subjectReplay + ">"},
+		Retention:          jetstream.InterestPolicy,
+		Discard:            jetstream.DiscardNew,
+		Storage:            jetstream.FileStorage,
+		MaxAge:             l.MaxAge,
+		MaxBytes:           orUnlimited(l.MaxBytes),
+		MaxMsgSize:         l.MaxEventSize,
+		Duplicates:         l.Duplicates,
+		Replicas:           replicas,
+		AllowAtomicPublish: true, // group commit: one fsync per batch
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, outbox); err != nil {
+		return fmt.Errorf("set up stream %s: %w", StreamEvents, err)
+	}
+	dlq := jetstream.StreamConfig{
+		Name:        StreamDeadLetter,
+		Description: "Courier dead letters: events a sink refused or never confirmed",
+		Subjects:    []string{subjectDeadLetter + ">"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      l.DeadLetterMaxAge,
+		Duplicates:  l.Duplicates,
+		Replicas:    replicas,
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, dlq); err != nil {
+		return fmt.Errorf("set up stream %s: %w", StreamDeadLetter, err)
+	}
+	return nil
+}
+
+func orUnlimited(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
+// mapAPIError turns JetStream's answers into the outbox's sentinel errors.
+func mapAPIError(err error) error {
+	var apiErr *jetstream.APIError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, jetstream.ErrStreamNotFound):
+		return fmt.Errorf("%w: %v", ErrNoStream, err)
+	case errors.As(err, &apiErr):
+		return apiError(apiErr.Code, uint16(apiErr.ErrorCode), apiErr.Description)
+	}
+	return err
+}
