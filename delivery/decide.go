@@ -1,0 +1,56 @@
+package delivery
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/courierhq/courier/retry"
+)
+
+// Action is what the loop does with an event after an attempt.
+type Action int
+
+// Actions.
+const (
+	Ack Action = iota
+	Retry
+	DeadLetter
+)
+
+func (a Action) String() string {
+	return [...]string{"delivered", "retry", "dead-letter"}[a]
+}
+
+// Decision is the outcome of one attempt.
+type Decision struct {
+	Action Action
+	// Delay before the next attempt (Retry only).
+	Delay time.Duration
+	// Reason for a dead letter.
+	Reason string
+}
+
+// Decide is the single place where Courier chooses between acknowledging,
+// retrying and dead-lettering an event, from the attempt that just ended
+// (1 for the first), when the event was stored and the sink's error.
+func Decide(p retry.Policy, attempt int, stored, now time.Time, err error) Decision {
+	if err == nil {
+		return Decision{Action: Ack}
+	}
+	ce := retry.Classify(err)
+	switch {
+	case ce.Kind == retry.Permanent:
+		return Decision{Action: DeadLetter, Reason: "permanent failure"}
+	case attempt >= p.MaxAttempts:
+		return Decision{Action: DeadLetter, Reason: fmt.Sprintf("gave up after max_attempts (%d)", p.MaxAttempts)}
+	case now.Sub(stored) >= p.MaxAge:
+		return Decision{Action: DeadLetter, Reason: fmt.Sprintf("gave up after max_age (%s)", p.MaxAge)}
+	}
+	delay := p.Delay(attempt)
+	if ce.RetryAfter > delay {
+		// The peer knows best when it can take more; but never wait past
+		// the event's deadline.
+		delay = min(ce.RetryAfter, max(stored.Add(p.MaxAge).Sub(now), p.Initial))
+	}
+	return Decision{Action: Retry, Delay: delay}
+}

@@ -1,0 +1,256 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/retry"
+	"github.com/courierhq/courier/sinks"
+)
+
+// Config is one sink's delivery settings.
+type Config struct {
+	Name        string
+	Sink        sinks.Sink
+	Filter      Filter
+	Policy      retry.Policy
+	Concurrency int
+	// Timeout bounds one attempt, as a backstop to the sink's own timeout.
+	Timeout time.Duration
+	// DrainTimeout bounds how long in-flight attempts may finish after
+	// shutdown began; those still running are then cancelled and naked
+	// for redelivery.
+	DrainTimeout time.Duration
+	// Node is recorded in dead letters.
+	Node string
+}
+
+// Stats are a loop's running totals.
+type Stats struct {
+	Delivered    atomic.Uint64
+	Retried      atomic.Uint64
+	DeadLettered atomic.Uint64
+	Filtered     atomic.Uint64
+}
+
+// Loop delivers the events of one sink's consumer.
+type Loop struct {
+	cfg   Config
+	cons  jetstream.Consumer
+	dlq   *outbox.DeadLetters
+	log   *slog.Logger
+	now   func() time.Time
+	stats Stats
+}
+
+const (
+	fetchWait    = time.Second
+	maxFetch     = 256
+	errorBackoff = time.Second
+)
+
+// NewLoop returns a loop over cons for the configured sink.
+func NewLoop(cfg Config, cons jetstream.Consumer, dlq *outbox.DeadLetters, log *slog.Logger) *Loop {
+	cfg.Concurrency = max(cfg.Concurrency, 1)
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = time.Minute
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 10 * time.Second
+	}
+	return &Loop{cfg: cfg, cons: cons, dlq: dlq, log: log.With("sink", cfg.Name), now: time.Now}
+}
+
+// Stats returns the loop's counters.
+func (l *Loop) Stats() *Stats { return &l.stats }
+
+// Run delivers until ctx ends, then stops fetching and lets in-flight
+// attempts finish within the drain timeout.
+func (l *Loop) Run(ctx context.Context) error {
+	// Attempts run on their own context so that shutdown lets them finish
+	// instead of cutting every request at once.
+	attemptCtx, cancelAttempts := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelAttempts()
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, l.cfg.Concurrency)
+
+	for ctx.Err() == nil {
+		n := l.reserve(ctx, slots)
+		if n == 0 {
+			break
+		}
+		batch, err := l.cons.Fetch(n, jetstream.FetchMaxWait(fetchWait))
+		if err != nil {
+			release(slots, n)
+			l.log.Warn("fetch from outbox failed", "err", err)
+			sleep(ctx, errorBackoff)
+			continue
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer release(slots, 1)
+				l.handle(attemptCtx, msg)
+			}()
+		}
+		release(slots, n-got)
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			l.log.Warn("fetch from outbox ended with an error", "err", err)
+			sleep(ctx, errorBackoff)
+		}
+	}
+
+	drained := make(chan struct{})
+	go func() { wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(l.cfg.DrainTimeout):
+		l.log.Warn("in-flight deliveries did not finish in time; cancelling them for redelivery", "drain_timeout", l.cfg.DrainTimeout)
+		cancelAttempts()
+		<-drained
+	}
+	return nil
+}
+
+// reserve takes at least one free slot (waiting for it) and then as many
+// more as are free, up to maxFetch. It returns 0 when ctx ended.
+func (l *Loop) reserve(ctx context.Context, slots chan struct{}) int {
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return 0
+	}
+	n := 1
+	for n < maxFetch {
+		select {
+		case slots <- struct{}{}:
+			n++
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+func release(slots chan struct{}, n int) {
+	for range n {
+		<-slots
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// handle runs one attempt and settles the message.
+func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		l.log.Error("message without JetStream metadata; leaving it for redelivery", "err", err)
+		return
+	}
+	var env event.Envelope
+	if err := json.Unmarshal(msg.Data(), &env); err != nil {
+		l.settleUndecodable(ctx, msg, md, err)
+		return
+	}
+	if !l.cfg.Filter.Match(env.Type) {
+		l.stats.Filtered.Add(1)
+		l.ack(msg, &env)
+		return
+	}
+	attempt := int(md.NumDelivered)
+	sendCtx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	err = l.cfg.Sink.Send(sendCtx, &env)
+	cancel()
+	if err != nil && ctx.Err() != nil {
+		// Shutting down: this was not a fair attempt. Hand it back at once.
+		_ = msg.Nak()
+		return
+	}
+	d := Decide(l.cfg.Policy, attempt, md.Timestamp, l.now(), err)
+	log := l.log.With("event_id", env.ID, "event_type", env.Type, "attempt", attempt)
+	switch d.Action {
+	case Ack:
+		l.stats.Delivered.Add(1)
+		l.ack(msg, &env)
+	case Retry:
+		l.stats.Retried.Add(1)
+		log.Warn("delivery failed; will retry", "err", err, "retry_in", d.Delay.Round(time.Millisecond))
+		if err := msg.NakWithDelay(d.Delay); err != nil {
+			log.Warn("could not schedule retry; the outbox redelivers after the ack wait", "err", err)
+		}
+	case DeadLetter:
+		l.deadLetter(ctx, msg, &env, attempt, d.Reason, err, log)
+	}
+}
+
+func (l *Loop) ack(msg jetstream.Msg, env *event.Envelope) {
+	if err := msg.Ack(); err != nil {
+		// The event will be redelivered: a duplicate, never a loss.
+		l.log.Warn("acknowledgement failed; the event may be delivered again", "event_id", env.ID, "err", err)
+	}
+}
+
+// deadLetter stores the dead letter and only then terminates the original:
+// Term counts as an acknowledgement, so the order is what keeps the event.
+func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, env *event.Envelope, attempt int, reason string, cause error, log *slog.Logger) {
+	ce := retry.Classify(cause)
+	dl := outbox.DeadLetter{
+		Sink: l.cfg.Name, Reason: reason, Attempts: attempt,
+		LastStatus: ce.Status, LastError: cause.Error(), LastResponse: ce.Response,
+		DeadAt: l.now().UTC(), Node: l.cfg.Node, Event: *env,
+	}
+	putCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := l.dlq.Put(putCtx, dl); err != nil {
+		delay := l.cfg.Policy.Delay(attempt)
+		log.Error("could not store dead letter; keeping the event in the outbox and retrying", "err", err, "retry_in", delay)
+		_ = msg.NakWithDelay(delay)
+		return
+	}
+	l.stats.DeadLettered.Add(1)
+	log.Error("event dead-lettered", "reason", reason, "err", cause, "status", ce.Status)
+	if err := msg.TermWithReason("dead-lettered: " + reason); err != nil {
+		log.Warn("terminate after dead-lettering failed; the event may be dead-lettered twice", "err", err)
+	}
+}
+
+// settleUndecodable dead-letters a message that is not an envelope (written
+// to the outbox by something other than emit), keeping its bytes.
+func (l *Loop) settleUndecodable(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, cause error) {
+	env := event.Envelope{
+		ID:   msg.Headers().Get(nats.MsgIdHdr),
+		Type: "courier.undecodable",
+		Time: md.Timestamp,
+		Data: jsonString(msg.Data()),
+	}
+	if env.ID == "" {
+		env.ID = fmt.Sprintf("stream-seq-%d", md.Sequence.Stream)
+	}
+	l.deadLetter(ctx, msg, &env, int(md.NumDelivered), "not a Courier event", retry.NewPermanent(cause), l.log.With("event_id", env.ID))
+}
+
+func jsonString(b []byte) json.RawMessage {
+	s, _ := json.Marshal(string(b))
+	return s
+}
