@@ -1,0 +1,292 @@
+// Command worker runs a Courier node and its operator subcommands.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/courierhq/courier/config"
+	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/observability"
+	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/retry"
+	"github.com/courierhq/courier/worker"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `usage: worker <command> [flags]
+
+commands:
+  run                       run the node: embedded outbox and delivery to every sink
+  check                     validate the configuration and exit
+  sinks test NAME           send a test event to one sink now and print the outcome
+  dlq list --sink S         list a sink's dead letters
+  dlq replay --sink S (--id ID ... | --all)
+                            deliver dead letters again, to that sink only
+  version                   print the version
+
+Every command takes --config FILE (default $COURIER_CONFIG, then courier.yaml).
+`
+
+// usageError marks bad invocations, which exit with status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usageError{"no command given"}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return runCmd(ctx, rest, stderr)
+	case "check":
+		fs, cfgPath := newFlags("check")
+		if err := parse(fs, rest); err != nil {
+			return err
+		}
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		fmt.Fprintf(stdout, "%s: ok (%d sinks)\n", *cfgPath, len(cfg.Sinks))
+		return nil
+	case "sinks":
+		if len(rest) > 0 && rest[0] == "test" {
+			return sinksTestCmd(ctx, rest[1:], stdout)
+		}
+		return usageError{"usage: worker sinks test NAME"}
+	case "dlq":
+		if len(rest) > 0 && rest[0] == "list" {
+			return dlqListCmd(ctx, rest[1:], stdout)
+		}
+		if len(rest) > 0 && rest[0] == "replay" {
+			return dlqReplayCmd(ctx, rest[1:], stdout)
+		}
+		return usageError{"usage: worker dlq list|replay --sink S"}
+	case "version", "--version":
+		fmt.Fprintln(stdout, "courier worker", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return usageError{fmt.Sprintf("unknown command %q", cmd)}
+}
+
+func newFlags(name string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("worker "+name, flag.ContinueOnError)
+	def := os.Getenv("COURIER_CONFIG")
+	if def == "" {
+		def = "courier.yaml"
+	}
+	return fs, fs.String("config", def, "configuration file")
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		return usageError{fmt.Sprintf("%s: %v", fs.Name(), err)}
+	}
+	return nil
+}
+
+func loadConfig(path string) (*config.File, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, usageError{err.Error()}
+	}
+	return cfg, nil
+}
+
+func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	fs, cfgPath := newFlags("run")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log, err := observability.NewLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	w, err := worker.Start(startCtx, cfg, version, log)
+	cancel()
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	w.Shutdown(context.Background())
+	return nil
+}
+
+func sinksTestCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	fs, cfgPath := newFlags("sinks test")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"usage: worker sinks test [--config FILE] NAME"}
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	name := fs.Arg(0)
+	var sc *config.Sink
+	for i := range cfg.Sinks {
+		if cfg.Sinks[i].Name == name {
+			sc = &cfg.Sinks[i]
+		}
+	}
+	if sc == nil {
+		return usageError{fmt.Sprintf("no sink named %q in %s", name, *cfgPath)}
+	}
+	sink, err := worker.BuildSink(*sc, version)
+	if err != nil {
+		return err
+	}
+	defer sink.Close(ctx)
+	ev := event.Envelope{Type: "COURIER_TEST", Source: "courier-worker", Data: json.RawMessage(`{"message":"test event from worker sinks test"}`)}
+	if err := ev.Complete(cfg.NodeID); err != nil {
+		return err
+	}
+	start := time.Now()
+	err = sink.Send(ctx, &ev)
+	took := time.Since(start).Round(time.Millisecond)
+	if err != nil {
+		ce := retry.Classify(err)
+		fmt.Fprintf(stdout, "NODE\tSINK\tRESULT\n%s\t%s\tFAILED (%s, %s): %v\n", cfg.NodeID, name, ce.Kind, took, err)
+		return fmt.Errorf("sink %s did not accept the test event", name)
+	}
+	fmt.Fprintf(stdout, "NODE\tSINK\tRESULT\n%s\t%s\tOK (%s, event %s)\n", cfg.NodeID, name, took, ev.ID)
+	return nil
+}
+
+// deadLetters connects to the configured outbox for the dlq commands.
+func deadLetters(ctx context.Context, cfg *config.File) (*outbox.DeadLetters, func(), error) {
+	nc, err := outbox.Connect(ctx, worker.ClientURL(cfg.Outbox), "courier-worker-cli", 5*time.Second)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w (is the worker running?)", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("open JetStream: %w", err)
+	}
+	return outbox.NewDeadLetters(js), nc.Close, nil
+}
+
+func dlqListCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	fs, cfgPath := newFlags("dlq list")
+	sink := fs.String("sink", "", "sink name")
+	limit := fs.Int("limit", 0, "show at most this many (0: all)")
+	asJSON := fs.Bool("json", false, "print JSON lines")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *sink == "" {
+		return usageError{"dlq list: --sink is required"}
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	dlq, closeFn, err := deadLetters(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	list, err := dlq.List(ctx, *sink, *limit)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, dl := range list {
+			if err := enc.Encode(dl); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tEVENT ID\tTYPE\tATTEMPTS\tSTATUS\tDEAD AT\tREASON")
+	for _, dl := range list {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\t%s\n", dl.Seq, dl.Event.ID, dl.Event.Type, dl.Attempts, dl.LastStatus, dl.DeadAt.Format(time.RFC3339), dl.Reason)
+	}
+	return tw.Flush()
+}
+
+// multiFlag collects a repeated flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func dlqReplayCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	fs, cfgPath := newFlags("dlq replay")
+	sink := fs.String("sink", "", "sink name")
+	all := fs.Bool("all", false, "replay every dead letter of the sink")
+	var ids multiFlag
+	fs.Var(&ids, "id", "event id to replay (repeatable)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *sink == "" || (*all == (len(ids) > 0)) {
+		return usageError{"dlq replay: give --sink and either --id ID (repeatable) or --all"}
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	dlq, closeFn, err := deadLetters(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	n, err := dlq.Replay(ctx, *sink, ids)
+	fmt.Fprintf(stdout, "replayed %d dead letters to sink %s\n", n, *sink)
+	if err != nil {
+		return err
+	}
+	if len(ids) > 0 && n < len(ids) {
+		return fmt.Errorf("%d of the given ids were not dead letters of sink %s", len(ids)-n, *sink)
+	}
+	return nil
+}

@@ -1,0 +1,313 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/courierhq/courier/delivery"
+	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/retry"
+	"github.com/courierhq/courier/sinks"
+	"github.com/courierhq/courier/sinks/webhook"
+)
+
+// File is the worker's configuration.
+type File struct {
+	// NodeID names this node in events and dead letters (default: host name).
+	NodeID string `yaml:"node_id"`
+	// DataDir holds the embedded outbox's files.
+	DataDir string `yaml:"data_dir"`
+	Log     Log    `yaml:"log"`
+	Outbox  Outbox `yaml:"outbox"`
+	// ShutdownTimeout bounds how long in-flight deliveries may finish on
+	// SIGTERM before they are handed back to the outbox.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	Sinks           []Sink        `yaml:"-"`
+}
+
+// Log configures the worker's logs.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // json, text, or auto (text on a terminal)
+}
+
+// Outbox configures the outbox.
+type Outbox struct {
+	// Listen is where the embedded server accepts clients.
+	Listen string `yaml:"listen"`
+	// URL, when set, uses an existing NATS server instead of embedding one.
+	URL string `yaml:"url"`
+	// Sync is "always" (fsync before acknowledging) or an interval.
+	Sync         string        `yaml:"sync"`
+	MaxAge       time.Duration `yaml:"max_age"`
+	MaxBytes     ByteSize      `yaml:"max_bytes"`
+	MaxEventSize ByteSize      `yaml:"max_event_size"`
+	// DuplicateWindow is how long a re-emitted event id is recognised.
+	DuplicateWindow  time.Duration `yaml:"duplicate_window"`
+	DeadLetterMaxAge time.Duration `yaml:"dead_letter_max_age"`
+}
+
+// SinkCommon holds the settings every kind of sink has.
+type SinkCommon struct {
+	Name        string       `yaml:"name"`
+	Type        string       `yaml:"type"`
+	Events      []string     `yaml:"events"`
+	Format      string       `yaml:"format"`
+	Concurrency int          `yaml:"concurrency"`
+	Retry       retry.Policy `yaml:"retry"`
+}
+
+// Sink is one configured sink: the common part and its kind's own.
+type Sink struct {
+	SinkCommon
+	Webhook *webhook.Config
+}
+
+// Defaults.
+const (
+	DefaultListen          = "127.0.0.1:4244"
+	DefaultDataDir         = "./data"
+	DefaultMaxAge          = 30 * 24 * time.Hour
+	DefaultMaxBytes        = 10 << 30
+	DefaultMaxEventSize    = outbox.DefaultMaxEventSize
+	DefaultDuplicateWindow = 2 * time.Minute
+	DefaultConcurrency     = 16
+	DefaultShutdownTimeout = 15 * time.Second
+)
+
+// Load reads and validates the file at path.
+func Load(path string) (*File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	f, err := Parse(b, os.LookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return f, nil
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandEnv replaces ${NAME} with the variable's value. An unset variable
+// is an error: an empty token silently sent would be worse.
+func expandEnv(b []byte, lookup func(string) (string, bool)) ([]byte, error) {
+	var missing []string
+	out := envRef.ReplaceAllFunc(b, func(ref []byte) []byte {
+		name := string(envRef.FindSubmatch(ref)[1])
+		v, ok := lookup(name)
+		if !ok {
+			missing = append(missing, name)
+			return ref
+		}
+		return []byte(v)
+	})
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("environment variable %s is not set", strings.Join(missing, ", "))
+	}
+	return out, nil
+}
+
+// Parse decodes a configuration strictly, fills defaults and validates it.
+func Parse(b []byte, lookupEnv func(string) (string, bool)) (*File, error) {
+	b, err := expandEnv(b, lookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	var doc struct {
+		File  `yaml:",inline"`
+		Sinks []yaml.Node `yaml:"sinks"`
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return nil, friendlyYAMLError(err)
+	}
+	f := doc.File
+	for i := range doc.Sinks {
+		s, err := decodeSink(&doc.Sinks[i])
+		if err != nil {
+			return nil, fmt.Errorf("sinks[%d]: %w", i, err)
+		}
+		f.Sinks = append(f.Sinks, s)
+	}
+	f.setDefaults()
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+func decodeSink(n *yaml.Node) (Sink, error) {
+	var head struct {
+		Name string `yaml:"name"`
+		Type string `yaml:"type"`
+	}
+	if err := n.Decode(&head); err != nil {
+		return Sink{}, friendlyYAMLError(err)
+	}
+	switch head.Type {
+	case sinks.KindWebhook:
+		var v struct {
+			SinkCommon     `yaml:",inline"`
+			webhook.Config `yaml:",inline"`
+		}
+		if err := strictDecode(n, &v); err != nil {
+			return Sink{}, fmt.Errorf("sink %q: %w", head.Name, err)
+		}
+		wc := v.Config.WithDefaults()
+		return Sink{SinkCommon: v.SinkCommon, Webhook: &wc}, nil
+	case "":
+		return Sink{}, fmt.Errorf("sink %q (line %d): type is required (webhook)", head.Name, n.Line)
+	}
+	return Sink{}, fmt.Errorf("sink %q (line %d): unknown type %q (known: webhook)", head.Name, n.Line, head.Type)
+}
+
+// strictDecode decodes a node refusing unknown keys (yaml.Node.Decode alone
+// ignores them).
+func strictDecode(n *yaml.Node, v any) error {
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		// Line numbers would count from the sink; point at the sink's line.
+		return fmt.Errorf("(sink at line %d) %w", n.Line, friendlyYAMLError(err))
+	}
+	return nil
+}
+
+var yamlTypeSuffix = regexp.MustCompile(` in type [\w.]+`)
+
+func friendlyYAMLError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n  ")
+	msg = strings.ReplaceAll(msg, "\n  ", "; ")
+	msg = yamlTypeSuffix.ReplaceAllString(msg, "")
+	msg = strings.ReplaceAll(msg, "field ", "unknown key ")
+	msg = strings.ReplaceAll(msg, " not found", "")
+	return errors.New(msg)
+}
+
+func (f *File) setDefaults() {
+	if f.NodeID == "" {
+		f.NodeID, _ = os.Hostname()
+	}
+	if f.DataDir == "" {
+		f.DataDir = DefaultDataDir
+	}
+	if f.Log.Level == "" {
+		f.Log.Level = "info"
+	}
+	if f.Log.Format == "" {
+		f.Log.Format = "auto"
+	}
+	o := &f.Outbox
+	if o.Listen == "" {
+		o.Listen = DefaultListen
+	}
+	if o.Sync == "" {
+		o.Sync = "always"
+	}
+	if o.MaxAge == 0 {
+		o.MaxAge = DefaultMaxAge
+	}
+	if o.MaxBytes == 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.MaxEventSize == 0 {
+		o.MaxEventSize = DefaultMaxEventSize
+	}
+	if o.DuplicateWindow == 0 {
+		o.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if o.DeadLetterMaxAge == 0 {
+		o.DeadLetterMaxAge = DefaultMaxAge
+	}
+	if f.ShutdownTimeout == 0 {
+		f.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	for i := range f.Sinks {
+		s := &f.Sinks[i]
+		if s.Concurrency == 0 {
+			s.Concurrency = DefaultConcurrency
+		}
+		s.Retry = s.Retry.WithDefaults()
+	}
+}
+
+// SyncPolicy reads outbox.sync: always (0, true) or an interval.
+func (o Outbox) SyncPolicy() (always bool, interval time.Duration, err error) {
+	if o.Sync == "always" {
+		return true, 0, nil
+	}
+	d, err := time.ParseDuration(o.Sync)
+	if err != nil || d <= 0 {
+		return false, 0, fmt.Errorf("outbox.sync %q: want \"always\" or an interval such as 1s", o.Sync)
+	}
+	return false, d, nil
+}
+
+// Validate reports the first invalid setting.
+func (f *File) Validate() error {
+	if _, _, err := f.Outbox.SyncPolicy(); err != nil {
+		return err
+	}
+	if f.Outbox.MaxEventSize > 64<<20 {
+		return fmt.Errorf("outbox.max_event_size %d is above the 64MiB limit", f.Outbox.MaxEventSize)
+	}
+	switch f.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level %q: want debug, info, warn or error", f.Log.Level)
+	}
+	switch f.Log.Format {
+	case "auto", "json", "text":
+	default:
+		return fmt.Errorf("log.format %q: want auto, json or text", f.Log.Format)
+	}
+	seen := map[string]bool{}
+	for i, s := range f.Sinks {
+		if err := s.validate(); err != nil {
+			return fmt.Errorf("sinks[%d] (%s): %w", i, s.Name, err)
+		}
+		if seen[s.Name] {
+			return fmt.Errorf("sinks[%d]: sink name %q is used twice", i, s.Name)
+		}
+		seen[s.Name] = true
+	}
+	return nil
+}
+
+func (s Sink) validate() error {
+	if err := sinks.ValidateName(s.Name); err != nil {
+		return err
+	}
+	if _, err := event.ParseFormat(s.Format); err != nil {
+		return err
+	}
+	if _, err := delivery.NewFilter(s.Events); err != nil {
+		return err
+	}
+	if s.Concurrency < 1 || s.Concurrency > 4096 {
+		return fmt.Errorf("concurrency %d: want 1 to 4096", s.Concurrency)
+	}
+	if err := s.Retry.Validate(); err != nil {
+		return err
+	}
+	if s.Webhook != nil {
+		return s.Webhook.Validate()
+	}
+	return nil
+}

@@ -1,0 +1,202 @@
+// Package worker assembles one Courier node from its configuration: the
+// embedded (or external) outbox, its streams, and one delivery loop per sink.
+// It holds no delivery logic of its own; it wires the packages that do.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/courierhq/courier/config"
+	"github.com/courierhq/courier/delivery"
+	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/sinks"
+	"github.com/courierhq/courier/sinks/webhook"
+)
+
+// Worker is a running node.
+type Worker struct {
+	cfg    *config.File
+	log    *slog.Logger
+	server *outbox.Server // nil with an external outbox
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	loops  map[string]*delivery.Loop
+	sinks  []sinks.Sink
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	url    string
+}
+
+// Start brings the node up: outbox first, then one loop per sink. On error
+// everything started so far is stopped again.
+func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logger) (w *Worker, err error) {
+	w = &Worker{cfg: cfg, log: log, loops: map[string]*delivery.Loop{}}
+	defer func() {
+		if err != nil {
+			w.stopOutbox()
+			w.closeSinks(context.Background())
+		}
+	}()
+	always, interval, err := cfg.Outbox.SyncPolicy()
+	if err != nil {
+		return nil, err
+	}
+	w.url = cfg.Outbox.URL
+	if w.url == "" {
+		w.server, err = outbox.StartServer(ctx, outbox.ServerConfig{
+			Name: cfg.NodeID, Listen: cfg.Outbox.Listen, DataDir: cfg.DataDir,
+			SyncAlways: always, SyncInterval: interval,
+			// Room for the event plus its headers.
+			MaxPayload: int32(cfg.Outbox.MaxEventSize) + 64<<10,
+		}, log)
+		if err != nil {
+			return nil, err
+		}
+		w.url = w.server.ClientURL()
+		log.Info("embedded outbox started", "url", w.url, "data_dir", cfg.DataDir, "sync", cfg.Outbox.Sync)
+	}
+	if w.nc, err = outbox.Connect(ctx, w.url, "courier-worker-"+cfg.NodeID, 10*time.Second); err != nil {
+		return nil, err
+	}
+	if w.js, err = jetstream.New(w.nc); err != nil {
+		return nil, fmt.Errorf("open JetStream: %w", err)
+	}
+	if err := outbox.EnsureStreams(ctx, w.js, Limits(cfg)); err != nil {
+		return nil, err
+	}
+	keep := map[string]bool{}
+	for _, s := range cfg.Sinks {
+		keep[s.Name] = true
+	}
+	removed, err := delivery.RemoveStaleConsumers(ctx, w.js, keep)
+	for name, pending := range removed {
+		log.Warn("sink no longer configured: removed its consumer; its undelivered events are no longer kept for it", "sink", name, "undelivered", pending)
+	}
+	if err != nil {
+		return nil, err
+	}
+	dlq := outbox.NewDeadLetters(w.js)
+	for _, sc := range cfg.Sinks {
+		sink, err := BuildSink(sc, version)
+		if err != nil {
+			return nil, fmt.Errorf("sink %s: %w", sc.Name, err)
+		}
+		w.sinks = append(w.sinks, sink)
+		filter, _ := delivery.NewFilter(sc.Events) // validated with the config
+		timeout := attemptTimeout(sc)
+		cons, err := delivery.EnsureConsumer(ctx, w.js, sc.Name, timeout+30*time.Second, max(1000, 20*sc.Concurrency))
+		if err != nil {
+			return nil, err
+		}
+		w.loops[sc.Name] = delivery.NewLoop(delivery.Config{
+			Name: sc.Name, Sink: sink, Filter: filter, Policy: sc.Retry,
+			Concurrency: sc.Concurrency, Timeout: timeout,
+			DrainTimeout: cfg.ShutdownTimeout, Node: cfg.NodeID,
+		}, cons, dlq, log)
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	w.cancel = cancel
+	for name, l := range w.loops {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			_ = l.Run(runCtx)
+			log.Debug("delivery loop stopped", "sink", name)
+		}()
+	}
+	log.Info("worker started", "node", cfg.NodeID, "sinks", len(w.loops))
+	return w, nil
+}
+
+// Limits are the outbox limits the configuration asks for.
+func Limits(cfg *config.File) outbox.Limits {
+	return outbox.Limits{
+		MaxAge:           cfg.Outbox.MaxAge,
+		MaxBytes:         int64(cfg.Outbox.MaxBytes),
+		MaxEventSize:     int32(cfg.Outbox.MaxEventSize),
+		Duplicates:       cfg.Outbox.DuplicateWindow,
+		DeadLetterMaxAge: cfg.Outbox.DeadLetterMaxAge,
+	}
+}
+
+func attemptTimeout(sc config.Sink) time.Duration {
+	if sc.Webhook != nil {
+		return sc.Webhook.Timeout + time.Second
+	}
+	return time.Minute
+}
+
+// BuildSink constructs the sink a configuration entry describes.
+func BuildSink(sc config.Sink, version string) (sinks.Sink, error) {
+	format, err := event.ParseFormat(sc.Format)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case sc.Webhook != nil:
+		return webhook.New(*sc.Webhook, format, sc.Concurrency, version)
+	}
+	return nil, fmt.Errorf("sink %s: unknown type %q", sc.Name, sc.Type)
+}
+
+// URL is the outbox URL producers use.
+func (w *Worker) URL() string { return w.url }
+
+// Loop returns a sink's delivery loop (nil if there is none).
+func (w *Worker) Loop(sink string) *delivery.Loop { return w.loops[sink] }
+
+// Shutdown stops fetching, lets in-flight deliveries finish (bounded by the
+// shutdown timeout), then closes sinks and the outbox in that order.
+func (w *Worker) Shutdown(ctx context.Context) {
+	w.cancel()
+	w.wg.Wait()
+	w.closeSinks(ctx)
+	w.stopOutbox()
+	w.log.Info("worker stopped")
+}
+
+func (w *Worker) closeSinks(ctx context.Context) {
+	for _, s := range w.sinks {
+		_ = s.Close(ctx)
+	}
+}
+
+func (w *Worker) stopOutbox() {
+	if w.nc != nil {
+		// Flush so the last acknowledgements reach the server before it
+		// goes away; otherwise those events are delivered again.
+		if err := w.nc.FlushTimeout(5 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			w.log.Warn("flush outbox connection", "err", err)
+		}
+		w.nc.Close()
+	}
+	if w.server != nil {
+		w.server.Shutdown()
+	}
+}
+
+// ClientURL turns a listen address into the URL a local client dials:
+// a wildcard host becomes the loopback address.
+func ClientURL(o config.Outbox) string {
+	if o.URL != "" {
+		return o.URL
+	}
+	host, port, err := net.SplitHostPort(o.Listen)
+	if err != nil {
+		return "nats://" + o.Listen
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "nats://" + net.JoinHostPort(host, port)
+}
