@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // ServerConfig configures the embedded NATS server.
@@ -32,11 +33,15 @@ type ServerConfig struct {
 
 // Server is a running embedded NATS server with JetStream.
 type Server struct {
-	ns *server.Server
+	ns     *server.Server
+	listen string
 }
 
-// StartServer starts the embedded server and waits until it accepts
-// clients.
+// StartServer starts the embedded server without its client listener: only
+// in-process connections (InProcessConn) reach it until Listen is called.
+// That lets the worker create the outbox stream and every sink's consumer
+// before any producer can emit; an interest-retention stream discards events
+// stored while no consumer exists.
 func StartServer(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*Server, error) {
 	host, portStr, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
@@ -59,6 +64,7 @@ func StartServer(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*Serv
 		SyncInterval: cfg.SyncInterval,
 		MaxPayload:   cfg.MaxPayload,
 		NoSigs:       true, // the worker handles signals and shuts down in order
+		DontListen:   true, // until Listen
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -72,9 +78,34 @@ func StartServer(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*Serv
 	}
 	if !ns.ReadyForConnections(wait) {
 		ns.Shutdown()
-		return nil, fmt.Errorf("embedded outbox did not start within %s (is %s already in use?)", wait, cfg.Listen)
+		return nil, fmt.Errorf("embedded outbox did not start within %s", wait)
 	}
-	return &Server{ns: ns}, nil
+	return &Server{ns: ns, listen: cfg.Listen}, nil
+}
+
+// InProcessConn connects to the server without the network.
+func (s *Server) InProcessConn() (*nats.Conn, error) {
+	nc, err := nats.Connect("", nats.InProcessServer(s.ns), nats.Name("courier-setup"))
+	if err != nil {
+		return nil, fmt.Errorf("connect to embedded outbox in process: %w", err)
+	}
+	return nc, nil
+}
+
+// Listen opens the client listener, so producers in other processes can
+// reach the outbox.
+func (s *Server) Listen(ctx context.Context) error {
+	ready := make(chan struct{})
+	go s.ns.AcceptLoop(ready)
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		return fmt.Errorf("open outbox listener: %w", ctx.Err())
+	}
+	if s.ns.Addr() == nil {
+		return fmt.Errorf("open outbox listener on %s: address in use or not allowed", s.listen)
+	}
+	return nil
 }
 
 // ClientURL is the nats:// URL clients use.

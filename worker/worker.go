@@ -62,28 +62,24 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 		if err != nil {
 			return nil, err
 		}
+	}
+	// Streams and consumers exist before any producer can reach the
+	// embedded outbox; see outbox.StartServer.
+	if err := w.setUp(ctx, version); err != nil {
+		return nil, err
+	}
+	if w.server != nil {
+		if err := w.server.Listen(ctx); err != nil {
+			return nil, err
+		}
 		w.url = w.server.ClientURL()
-		log.Info("embedded outbox started", "url", w.url, "data_dir", cfg.DataDir, "sync", cfg.Outbox.Sync)
+		log.Info("embedded outbox listening", "url", w.url, "data_dir", cfg.DataDir, "sync", cfg.Outbox.Sync)
 	}
 	if w.nc, err = outbox.Connect(ctx, w.url, "courier-worker-"+cfg.NodeID, 10*time.Second); err != nil {
 		return nil, err
 	}
 	if w.js, err = jetstream.New(w.nc); err != nil {
 		return nil, fmt.Errorf("open JetStream: %w", err)
-	}
-	if err := outbox.EnsureStreams(ctx, w.js, Limits(cfg)); err != nil {
-		return nil, err
-	}
-	keep := map[string]bool{}
-	for _, s := range cfg.Sinks {
-		keep[s.Name] = true
-	}
-	removed, err := delivery.RemoveStaleConsumers(ctx, w.js, keep)
-	for name, pending := range removed {
-		log.Warn("sink no longer configured: removed its consumer; its undelivered events are no longer kept for it", "sink", name, "undelivered", pending)
-	}
-	if err != nil {
-		return nil, err
 	}
 	dlq := outbox.NewDeadLetters(w.js)
 	for _, sc := range cfg.Sinks {
@@ -92,15 +88,14 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 			return nil, fmt.Errorf("sink %s: %w", sc.Name, err)
 		}
 		w.sinks = append(w.sinks, sink)
-		filter, _ := delivery.NewFilter(sc.Events) // validated with the config
-		timeout := attemptTimeout(sc)
-		cons, err := delivery.EnsureConsumer(ctx, w.js, sc.Name, timeout+30*time.Second, max(1000, 20*sc.Concurrency))
+		cons, err := w.js.Consumer(ctx, outbox.StreamEvents, delivery.ConsumerName(sc.Name))
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("open consumer of sink %s: %w", sc.Name, err)
 		}
+		filter, _ := delivery.NewFilter(sc.Events) // validated with the config
 		w.loops[sc.Name] = delivery.NewLoop(delivery.Config{
 			Name: sc.Name, Sink: sink, Filter: filter, Policy: sc.Retry,
-			Concurrency: sc.Concurrency, Timeout: timeout,
+			Concurrency: sc.Concurrency, Timeout: attemptTimeout(sc),
 			DrainTimeout: cfg.ShutdownTimeout, Node: cfg.NodeID,
 		}, cons, dlq, log)
 	}
@@ -116,6 +111,56 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	}
 	log.Info("worker started", "node", cfg.NodeID, "sinks", len(w.loops))
 	return w, nil
+}
+
+// setUp creates or updates the streams and one durable consumer per sink,
+// and removes the consumers of sinks no longer configured.
+func (w *Worker) setUp(ctx context.Context, version string) error {
+	var (
+		nc  *nats.Conn
+		err error
+	)
+	if w.server != nil {
+		nc, err = w.server.InProcessConn()
+	} else {
+		nc, err = outbox.Connect(ctx, w.url, "courier-setup-"+w.cfg.NodeID, 10*time.Second)
+	}
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("open JetStream: %w", err)
+	}
+	if err := outbox.EnsureStreams(ctx, js, Limits(w.cfg)); err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	for _, s := range w.cfg.Sinks {
+		keep[s.Name] = true
+	}
+	removed, err := delivery.RemoveStaleConsumers(ctx, js, keep)
+	for name, pending := range removed {
+		w.log.Warn("sink no longer configured: removed its consumer; its undelivered events are no longer kept for it", "sink", name, "undelivered", pending)
+	}
+	if err != nil {
+		return err
+	}
+	if len(w.cfg.Sinks) == 0 {
+		w.log.Warn("no sinks configured: emitted events are acknowledged and discarded, as nobody is to receive them")
+	}
+	for _, sc := range w.cfg.Sinks {
+		// The ack wait must outlast an attempt (or the event is sent twice)
+		// but is also how soon events in flight on a crashed node are sent
+		// again: a little more than one attempt.
+		timeout := attemptTimeout(sc)
+		ackWait := timeout + timeout/2 + 2*time.Second
+		if _, err := delivery.EnsureConsumer(ctx, js, sc.Name, ackWait, max(1000, 20*sc.Concurrency)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Limits are the outbox limits the configuration asks for.

@@ -1,0 +1,213 @@
+// Package testutil starts the real components Courier's tests run against
+// (embedded JetStream, worker nodes, HTTP receivers) and waits on conditions
+// with deadlines instead of sleeping.
+package testutil
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/courierhq/courier/config"
+	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/worker"
+)
+
+// Eventually polls cond until it holds or the deadline passes, then fails
+// the test with the message.
+func Eventually(t testing.TB, within time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not true within %s: %s", within, fmt.Sprintf(format, args...))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Logger returns a logger that writes to the test log when -v is given and
+// discards otherwise.
+func Logger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// Delivery is one request a Receiver got.
+type Delivery struct {
+	ID     string
+	Body   []byte
+	Header http.Header
+	At     time.Time
+}
+
+// Answer decides a Receiver's response to a delivery; seen counts the
+// requests with that webhook-id so far, this one included.
+type Answer func(d Delivery, seen int) (status int, header http.Header)
+
+// Receiver is a real HTTP server that records webhook deliveries.
+type Receiver struct {
+	*httptest.Server
+	mu     sync.Mutex
+	all    []Delivery
+	seen   map[string]int
+	answer Answer
+}
+
+// NewReceiver starts a receiver that answers 200 until told otherwise.
+func NewReceiver(t testing.TB) *Receiver {
+	r := &Receiver{seen: map[string]int{}}
+	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.Close)
+	return r
+}
+
+// URL of the receiver's endpoint.
+func (r *Receiver) URL() string { return r.Server.URL + "/listen" }
+
+// Answer sets how the receiver responds.
+func (r *Receiver) Answer(a Answer) {
+	r.mu.Lock()
+	r.answer = a
+	r.mu.Unlock()
+}
+
+func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	d := Delivery{ID: req.Header.Get("webhook-id"), Body: body, Header: req.Header.Clone(), At: time.Now()}
+	r.mu.Lock()
+	r.seen[d.ID]++
+	seen, answer := r.seen[d.ID], r.answer
+	r.all = append(r.all, d)
+	r.mu.Unlock()
+	status := http.StatusOK
+	if answer != nil {
+		var h http.Header
+		status, h = answer(d, seen)
+		for k, v := range h {
+			w.Header()[k] = v
+		}
+	}
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "status %d", status)
+}
+
+// Requests returns every request so far, in arrival order.
+func (r *Receiver) Requests() []Delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Delivery(nil), r.all...)
+}
+
+// Seen returns how many requests carried the id.
+func (r *Receiver) Seen(id string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seen[id]
+}
+
+// Distinct returns how many distinct ids arrived.
+func (r *Receiver) Distinct() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.seen)
+}
+
+// Node is an in-process worker with an embedded outbox in a temporary
+// directory, listening on a free port.
+type Node struct {
+	*worker.Worker
+	Config *config.File
+}
+
+// StartNode parses the YAML configuration (with ${VAR} taken from vars),
+// points it at a fresh data directory and a free port, and starts it.
+// The node is shut down when the test ends.
+func StartNode(t testing.TB, yaml string, vars map[string]string) *Node {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml), func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	cfg.DataDir = t.TempDir()
+	cfg.Outbox.Listen = "127.0.0.1:0"
+	return StartConfig(t, cfg)
+}
+
+// StartConfig starts a node from a ready configuration.
+func StartConfig(t testing.TB, cfg *config.File) *Node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w, err := worker.Start(ctx, cfg, "test", Logger(t))
+	if err != nil {
+		t.Fatalf("start worker: %v", err)
+	}
+	t.Cleanup(func() { w.Shutdown(context.Background()) })
+	return &Node{Worker: w, Config: cfg}
+}
+
+// Publisher connects a producer to the node's outbox.
+func (n *Node) Publisher(t testing.TB, opts ...outbox.PublisherOption) *outbox.Publisher {
+	t.Helper()
+	p, err := outbox.Dial(context.Background(), n.URL(), 5*time.Second, opts...)
+	if err != nil {
+		t.Fatalf("dial outbox: %v", err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// StartOutbox starts a bare embedded outbox (no worker) with fsync before
+// every acknowledgement, sets up its streams with the given limits and
+// returns a JetStream handle on it.
+func StartOutbox(t testing.TB, limits outbox.Limits) (*outbox.Server, jetstream.JetStream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srv, err := outbox.StartServer(ctx, outbox.ServerConfig{
+		Name: "test", Listen: "127.0.0.1:0", DataDir: t.TempDir(), SyncAlways: true,
+	}, Logger(t))
+	if err != nil {
+		t.Fatalf("start outbox: %v", err)
+	}
+	t.Cleanup(srv.Shutdown)
+	if err := srv.Listen(ctx); err != nil {
+		t.Fatalf("outbox listener: %v", err)
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if limits.Duplicates == 0 {
+		limits.Duplicates = 2 * time.Minute
+	}
+	if err := outbox.EnsureStreams(ctx, js, limits); err != nil {
+		t.Fatalf("streams: %v", err)
+	}
+	return srv, js
+}
