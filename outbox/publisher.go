@@ -115,7 +115,7 @@ const (
 	DefaultMaxEventSize = 1 << 20
 	DefaultAckTimeout   = 10 * time.Second
 	defaultMaxBatch     = 500
-	maxBatchesInFlight  = 8
+	maxBatchesInFlight  = 2
 )
 
 // Dial connects to the outbox at url and returns a Publisher that owns the
@@ -226,10 +226,18 @@ func (p *Publisher) Close() {
 }
 
 // send is the single sender: it groups queued events into batches and
-// publishes them in order.
+// publishes them in order. It takes an in-flight slot before it looks at the
+// queue, so while earlier batches are being written, new events pile up and
+// leave together in one larger batch (one fsync) instead of many small ones.
 func (p *Publisher) send() {
 	defer close(p.done)
-	for first := range p.queue {
+	for {
+		p.inflight <- struct{}{}
+		first, ok := <-p.queue
+		if !ok {
+			<-p.inflight
+			return
+		}
 		items := []*Pending{first}
 	fill:
 		for len(items) < p.maxBatch {
@@ -243,7 +251,6 @@ func (p *Publisher) send() {
 				break fill
 			}
 		}
-		p.inflight <- struct{}{}
 		p.publish(items)
 	}
 }
@@ -259,27 +266,34 @@ func (p *Publisher) publish(items []*Pending) {
 	b.timer = time.AfterFunc(p.ackTimeout, func() { p.resolve(token, nil, fmt.Errorf("%w within %s", ErrNoAck, p.ackTimeout)) })
 	p.mu.Unlock()
 
-	batchID := p.inbox[len(nats.InboxPrefix):] + "-" + token
-	for i, pe := range items {
-		m := nats.NewMsg(EventSubject(pe.env.Type))
-		m.Data = pe.data
-		m.Header.Set(nats.MsgIdHdr, pe.env.ID)
-		last := i == len(items)-1
-		if len(items) > 1 {
-			m.Header.Set("Nats-Batch-Id", batchID)
-			m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
-			if last {
-				m.Header.Set("Nats-Batch-Commit", "1")
-			}
-		}
-		if last {
-			m.Reply = p.inbox + "." + token
-		}
+	msgs := p.messages(items, token)
+	msgs[len(msgs)-1].Reply = p.inbox + "." + token
+	for _, m := range msgs {
 		if err := p.nc.PublishMsg(m); err != nil {
 			p.resolve(token, nil, fmt.Errorf("publish to outbox: %w", err))
 			return
 		}
 	}
+}
+
+// messages builds the NATS messages of a batch; the last one commits it.
+func (p *Publisher) messages(items []*Pending, token string) []*nats.Msg {
+	batchID := p.inbox[len(nats.InboxPrefix):] + "-" + token
+	msgs := make([]*nats.Msg, len(items))
+	for i, pe := range items {
+		m := nats.NewMsg(EventSubject(pe.env.Type))
+		m.Data = pe.data
+		m.Header.Set(nats.MsgIdHdr, pe.env.ID)
+		if len(items) > 1 {
+			m.Header.Set("Nats-Batch-Id", batchID)
+			m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+			if i == len(items)-1 {
+				m.Header.Set("Nats-Batch-Commit", "1")
+			}
+		}
+		msgs[i] = m
+	}
+	return msgs
 }
 
 func (p *Publisher) onAck(m *nats.Msg) {
@@ -293,9 +307,8 @@ func (p *Publisher) onAck(m *nats.Msg) {
 }
 
 // resolve completes a batch once. A batch of several that failed as a whole
-// is retried event by event, so each event gets its own accurate outcome
-// (a re-emitted id inside a batch fails the batch, but alone it is just a
-// duplicate).
+// (a re-emitted id, for one, fails the batch, while alone it is just a
+// duplicate) is split and retried, so each event gets its own outcome.
 func (p *Publisher) resolve(token string, ack *pubAck, err error) {
 	p.mu.Lock()
 	b, ok := p.waiting[token]
@@ -306,43 +319,58 @@ func (p *Publisher) resolve(token string, ack *pubAck, err error) {
 	}
 	b.timer.Stop()
 	defer func() { <-p.inflight }()
-	if err == nil {
-		dup := ack.Duplicate && len(b.items) == 1
+	if err == nil || len(b.items) == 1 || errors.Is(err, ErrNoAck) || errors.Is(err, ErrNoStream) {
+		dup := err == nil && ack.Duplicate && len(b.items) == 1
 		for _, pe := range b.items {
-			pe.finish(nil, dup)
-		}
-		return
-	}
-	if len(b.items) == 1 || errors.Is(err, ErrNoAck) || errors.Is(err, ErrNoStream) {
-		for _, pe := range b.items {
-			pe.finish(err, false)
+			pe.finish(err, dup)
 		}
 		return
 	}
 	p.fallbacks.Add(1)
 	go func() {
 		defer p.fallbacks.Done()
-		p.publishEach(b.items)
+		p.bisect(b.items)
 	}()
 }
 
-// publishEach stores events one at a time, for a batch refused as a whole.
-func (p *Publisher) publishEach(items []*Pending) {
-	for _, pe := range items {
-		m := nats.NewMsg(EventSubject(pe.env.Type))
-		m.Data = pe.data
-		m.Header.Set(nats.MsgIdHdr, pe.env.ID)
-		resp, err := p.nc.RequestMsg(m, p.ackTimeout)
-		if err != nil {
-			if errors.Is(err, nats.ErrNoResponders) {
-				err = fmt.Errorf("%w: %v", ErrNoStream, err)
-			} else if errors.Is(err, nats.ErrTimeout) {
-				err = fmt.Errorf("%w within %s", ErrNoAck, p.ackTimeout)
-			}
-			pe.finish(err, false)
-			continue
+// bisect commits items synchronously, halving a refused batch until the
+// refused events stand alone: a few duplicates cost a few extra commits,
+// not one fsync per event of the batch.
+func (p *Publisher) bisect(items []*Pending) {
+	p.mu.Lock()
+	p.nextID++
+	token := strconv.FormatUint(p.nextID, 36)
+	p.mu.Unlock()
+	msgs := p.messages(items, token)
+	last := msgs[len(msgs)-1]
+	var err error
+	for _, m := range msgs[:len(msgs)-1] {
+		if err = p.nc.PublishMsg(m); err != nil {
+			break
 		}
-		ack, err := parsePubAck(resp.Data)
-		pe.finish(err, err == nil && ack.Duplicate)
 	}
+	var resp *nats.Msg
+	if err == nil {
+		resp, err = p.nc.RequestMsg(last, p.ackTimeout)
+	}
+	var ack pubAck
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		err = fmt.Errorf("%w: %v", ErrNoStream, err)
+	case errors.Is(err, nats.ErrTimeout):
+		err = fmt.Errorf("%w within %s", ErrNoAck, p.ackTimeout)
+	case err != nil:
+		err = fmt.Errorf("publish to outbox: %w", err)
+	default:
+		ack, err = parsePubAck(resp.Data)
+	}
+	if err == nil || len(items) == 1 || errors.Is(err, ErrNoAck) || errors.Is(err, ErrNoStream) {
+		for _, pe := range items {
+			pe.finish(err, err == nil && ack.Duplicate && len(items) == 1)
+		}
+		return
+	}
+	half := len(items) / 2
+	p.bisect(items[:half])
+	p.bisect(items[half:])
 }
