@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/internal/testutil"
+	"github.com/courierhq/courier/outbox"
+)
+
+// The test binary doubles as the worker binary, so process tests run the
+// real main without a separate build step.
+func TestMain(m *testing.M) {
+	if os.Getenv("COURIER_TEST_BE_WORKER") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// workerProc is the worker running as a child process.
+type workerProc struct {
+	t      *testing.T
+	cfg    string
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+}
+
+func startWorkerProc(t *testing.T, cfg string) *workerProc {
+	t.Helper()
+	p := &workerProc{t: t, cfg: cfg, stderr: &bytes.Buffer{}}
+	p.cmd = exec.Command(os.Args[0], "run", "--config", cfg)
+	p.cmd.Env = append(os.Environ(), "COURIER_TEST_BE_WORKER=1")
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start worker: %v", err)
+	}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("worker log:\n%s", p.stderr.String())
+		}
+	})
+	return p
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func writeConfig(t *testing.T, dir string, port int, receiverURL string) string {
+	t.Helper()
+	path := filepath.Join(dir, "courier.yaml")
+	cfg := fmt.Sprintf(`node_id: crash-node
+data_dir: %s
+log: {level: info, format: json}
+shutdown_timeout: 5s
+outbox: {listen: "127.0.0.1:%d"}
+sinks:
+  - name: audit
+    type: webhook
+    url: %s
+    timeout: 1s
+    concurrency: 64
+    retry: {initial: 50ms, max_interval: 500ms}
+`, filepath.Join(dir, "data"), port, receiverURL)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func waitReady(t *testing.T, url string) *outbox.Publisher {
+	t.Helper()
+	var p *outbox.Publisher
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		var err error
+		p, err = outbox.Dial(context.Background(), url, time.Second, outbox.WithAckTimeout(5*time.Second))
+		if err != nil {
+			return false
+		}
+		// Ready means the outbox stream exists and acknowledges.
+		if _, err = p.Emit(context.Background(), event.Envelope{Type: "READY_PROBE"}); err != nil {
+			p.Close()
+			return false
+		}
+		return true
+	}, "worker accepts events at %s", url)
+	return p
+}
+
+// TestCrashWithEventsInFlightLosesNothing kills the worker with SIGKILL
+// while thousands of events are being emitted and delivered, restarts it,
+// and checks that every acknowledged event reached the receiver.
+func TestCrashWithEventsInFlightLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process crash test skipped with -short")
+	}
+	rcv := testutil.NewReceiver(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	cfg := writeConfig(t, dir, port, rcv.URL())
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+
+	proc := startWorkerProc(t, cfg)
+	pub := waitReady(t, url)
+	defer pub.Close()
+
+	const total = 20000
+	ids := make([]string, total)
+	pending := make([]*outbox.Pending, total)
+	var emitted sync.WaitGroup
+	emitted.Add(1)
+	go func() {
+		defer emitted.Done()
+		for i := range total {
+			ids[i] = fmt.Sprintf("crash-%05d", i)
+			pe, err := pub.EmitAsync(context.Background(), event.Envelope{ID: ids[i], Type: "VOLUME_CREATE", Data: []byte(`{"i":` + fmt.Sprint(i) + `}`)})
+			if err != nil {
+				t.Errorf("emit %d: %v", i, err)
+				return
+			}
+			pending[i] = pe
+		}
+	}()
+
+	// Kill while deliveries are under way: some delivered, many not.
+	testutil.Eventually(t, 60*time.Second, func() bool { return rcv.Distinct() >= 3000 }, "3000 events delivered before the crash")
+	if err := proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = proc.cmd.Wait()
+	deliveredAtCrash := rcv.Distinct()
+	emitted.Wait()
+
+	// Producers whose emit was not acknowledged emit again with the same
+	// id, as the emit contract tells them to.
+	var unacked []int
+	for i, pe := range pending {
+		if pe == nil {
+			t.Fatalf("event %d was never queued", i)
+		}
+		<-pe.Done()
+		if pe.Err() != nil {
+			unacked = append(unacked, i)
+		}
+	}
+	t.Logf("at the crash: %d of %d events delivered, %d emits unacknowledged", deliveredAtCrash, total, len(unacked))
+
+	proc2 := startWorkerProc(t, cfg)
+	pub2 := waitReady(t, url)
+	defer pub2.Close()
+	for _, i := range unacked {
+		if _, err := pub2.Emit(context.Background(), event.Envelope{ID: ids[i], Type: "VOLUME_CREATE"}); err != nil {
+			t.Fatalf("re-emit %s: %v", ids[i], err)
+		}
+	}
+
+	missing := func() int {
+		n := 0
+		for _, id := range ids {
+			if rcv.Seen(id) == 0 {
+				n++
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for m := missing(); m > 0; m = missing() {
+		if time.Now().After(deadline) {
+			var lost []string
+			for _, id := range ids {
+				if rcv.Seen(id) == 0 && len(lost) < 20 {
+					lost = append(lost, id)
+				}
+			}
+			t.Fatalf("%d of %d events never delivered after the restart (%v); outbox: %s", m, total, lost, outboxState(url))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	dups := 0
+	for _, id := range ids {
+		dups += rcv.Seen(id) - 1
+	}
+	t.Logf("0 lost of %d; %d duplicate deliveries (events in flight at the crash)", total, dups)
+
+	// A clean stop: SIGTERM ends the worker with status 0.
+	if err := proc2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := proc2.cmd.Wait(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("worker exited with %v after SIGTERM", ee)
+		}
+		t.Fatal(err)
+	}
+}
+
+// outboxState describes the outbox stream and consumers, for failures.
+func outboxState(url string) string {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return err.Error()
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	s, err := js.Stream(ctx, outbox.StreamEvents)
+	if err != nil {
+		return err.Error()
+	}
+	out := fmt.Sprintf("stream %+v", s.CachedInfo().State)
+	for info := range s.ListConsumers(ctx).Info() {
+		out += fmt.Sprintf("; consumer %s: delivered %+v ack floor %+v pending %d ack-pending %d redelivered %d waiting %d",
+			info.Name, info.Delivered, info.AckFloor, info.NumPending, info.NumAckPending, info.NumRedelivered, info.NumWaiting)
+	}
+	return out
+}
