@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"time"
 
@@ -132,7 +133,7 @@ func Decode(b []byte) (Envelope, error) {
 	if err := dec.Decode(&e); err != nil {
 		return Envelope{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Envelope{}, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalid)
 	}
 	return e, nil

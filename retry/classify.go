@@ -80,6 +80,8 @@ func KindForHTTPStatus(code int) Kind {
 	return Permanent
 }
 
+const maxRetryAfterSeconds = 365 * 24 * 3600
+
 // ParseRetryAfter reads an HTTP Retry-After value (seconds or an HTTP date)
 // relative to now. It returns zero for an absent or unreadable value, and
 // never a negative delay.
@@ -88,11 +90,13 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.Atoi(v); err == nil {
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
 		if secs < 0 {
 			return 0
 		}
-		return time.Duration(secs) * time.Second
+		// Past a year the value is nonsense; cap it (also keeps the
+		// multiplication below from overflowing).
+		return time.Duration(min(secs, maxRetryAfterSeconds)) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {

@@ -26,12 +26,15 @@ type Policy struct {
 	Jitter float64 `yaml:"jitter"`
 }
 
-// DefaultPolicy reaches about three days of retrying with 25 attempts.
+// DefaultPolicy retries for about two and a half days over 25 attempts
+// (1s, 2s, 4s … then every 6h), within the 72h max age: long enough to ride
+// out a weekend outage of a receiver, after which the dead letter can be
+// replayed.
 func DefaultPolicy() Policy {
 	return Policy{
 		Initial:     time.Second,
 		Multiplier:  2,
-		MaxInterval: 10 * time.Minute,
+		MaxInterval: 6 * time.Hour,
 		MaxAttempts: 25,
 		MaxAge:      72 * time.Hour,
 		Jitter:      0.2,
@@ -98,5 +101,6 @@ func (p Policy) Delay(attempt int) time.Duration {
 	for i := 0; i < attempt; i++ {
 		d = b.NextBackOff()
 	}
-	return d
+	// The library jitters the capped interval; the cap is a promise.
+	return min(d, p.MaxInterval)
 }
