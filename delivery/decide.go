@@ -48,9 +48,10 @@ func Decide(p retry.Policy, attempt int, stored, now time.Time, err error) Decis
 	}
 	delay := p.Delay(attempt)
 	if ce.RetryAfter > delay {
-		// The peer knows best when it can take more; but never wait past
-		// the event's deadline.
-		delay = min(ce.RetryAfter, max(stored.Add(p.MaxAge).Sub(now), p.Initial))
+		// The peer knows best when it can take more, but waiting past the
+		// event's deadline would only dead-letter it later; never come back
+		// sooner than the backoff, though.
+		delay = max(delay, min(ce.RetryAfter, stored.Add(p.MaxAge).Sub(now)))
 	}
 	return Decision{Action: Retry, Delay: delay}
 }
