@@ -1,11 +1,10 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -97,55 +96,72 @@ func Load(path string) (*File, error) {
 	return f, nil
 }
 
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
-
-// expandEnv replaces ${NAME} with the variable's value. An unset variable
-// is an error: an empty token silently sent would be worse.
-func expandEnv(b []byte, lookup func(string) (string, bool)) ([]byte, error) {
-	var missing []string
-	out := envRef.ReplaceAllFunc(b, func(ref []byte) []byte {
-		name := string(envRef.FindSubmatch(ref)[1])
-		v, ok := lookup(name)
-		if !ok {
-			missing = append(missing, name)
-			return ref
-		}
-		return []byte(v)
-	})
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("environment variable %s is not set", strings.Join(missing, ", "))
-	}
-	return out, nil
-}
-
 // Parse decodes a configuration strictly, fills defaults and validates it.
+// ${NAME} in a value is replaced by the environment variable NAME (looked
+// up with lookupEnv) after the YAML is parsed, so a secret is taken
+// verbatim whatever characters it holds.
 func Parse(b []byte, lookupEnv func(string) (string, bool)) (*File, error) {
-	b, err := expandEnv(b, lookupEnv)
-	if err != nil {
-		return nil, err
-	}
-	var doc struct {
-		File  `yaml:",inline"`
-		Sinks []yaml.Node `yaml:"sinks"`
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
 		return nil, friendlyYAMLError(err)
 	}
-	f := doc.File
-	for i := range doc.Sinks {
-		s, err := decodeSink(&doc.Sinks[i])
-		if err != nil {
-			return nil, fmt.Errorf("sinks[%d]: %w", i, err)
+	var f File
+	if len(root.Content) > 0 {
+		doc := root.Content[0]
+		if err := expandEnv(doc, lookupEnv); err != nil {
+			return nil, err
 		}
-		f.Sinks = append(f.Sinks, s)
+		var top struct {
+			File  `yaml:",inline"`
+			Sinks []yaml.Node `yaml:"sinks"`
+		}
+		if err := decodeStrict(doc, &top); err != nil {
+			return nil, err
+		}
+		f = top.File
+		for i := range top.Sinks {
+			s, err := decodeSink(&top.Sinks[i])
+			if err != nil {
+				return nil, fmt.Errorf("sinks[%d]: %w", i, err)
+			}
+			f.Sinks = append(f.Sinks, s)
+		}
 	}
 	f.setDefaults()
 	if err := f.Validate(); err != nil {
 		return nil, err
 	}
 	return &f, nil
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandEnv replaces ${NAME} in every scalar value below n. Unset
+// variables are an error, all named at once: an empty token silently sent
+// would be worse.
+func expandEnv(n *yaml.Node, lookup func(string) (string, bool)) error {
+	var missing []string
+	var walk func(*yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.ScalarNode {
+			n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+				name := envRef.FindStringSubmatch(ref)[1]
+				v, ok := lookup(name)
+				if !ok {
+					missing = append(missing, fmt.Sprintf("%s (line %d)", name, n.Line))
+				}
+				return v
+			})
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(n)
+	if len(missing) > 0 {
+		return fmt.Errorf("environment variables not set: %s", strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 func decodeSink(n *yaml.Node) (Sink, error) {
@@ -162,7 +178,7 @@ func decodeSink(n *yaml.Node) (Sink, error) {
 			SinkCommon     `yaml:",inline"`
 			webhook.Config `yaml:",inline"`
 		}
-		if err := strictDecode(n, &v); err != nil {
+		if err := decodeStrict(n, &v); err != nil {
 			return Sink{}, fmt.Errorf("sink %q: %w", head.Name, err)
 		}
 		wc := v.Config.WithDefaults()
@@ -173,30 +189,92 @@ func decodeSink(n *yaml.Node) (Sink, error) {
 	return Sink{}, fmt.Errorf("sink %q (line %d): unknown type %q (known: webhook)", head.Name, n.Line, head.Type)
 }
 
-// strictDecode decodes a node refusing unknown keys (yaml.Node.Decode alone
-// ignores them).
-func strictDecode(n *yaml.Node, v any) error {
-	b, err := yaml.Marshal(n)
-	if err != nil {
+// decodeStrict decodes n into v, refusing keys v has no field for and
+// naming their line in the file. (yaml.Node.Decode alone ignores unknown
+// keys, and re-encoding the node to use the strict decoder would lose the
+// line numbers.)
+func decodeStrict(n *yaml.Node, v any) error {
+	if err := checkKeys(n, reflect.TypeOf(v).Elem(), ""); err != nil {
 		return err
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil {
-		// Line numbers would count from the sink; point at the sink's line.
-		return fmt.Errorf("(sink at line %d) %w", n.Line, friendlyYAMLError(err))
+	if err := n.Decode(v); err != nil {
+		return friendlyYAMLError(err)
 	}
 	return nil
 }
 
-var yamlTypeSuffix = regexp.MustCompile(` in type [\w.]+`)
+var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+
+// checkKeys walks a mapping node against the struct type it decodes into.
+func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) || t == reflect.TypeFor[yaml.Node]() {
+		return nil
+	}
+	switch {
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for i, item := range n.Content {
+			if err := checkKeys(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+		fields := map[string]reflect.Type{}
+		collectFields(t, fields)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := n.Content[i], n.Content[i+1]
+			ft, ok := fields[key.Value]
+			if !ok {
+				return fmt.Errorf("line %d: unknown key %q%s", key.Line, key.Value, inPath(path))
+			}
+			if err := checkKeys(val, ft, joinPath(path, key.Value)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// collectFields maps each yaml key of t (inline structs included) to its
+// field type.
+func collectFields(t reflect.Type, into map[string]reflect.Type) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		switch {
+		case name == "-":
+		case opts == "inline":
+			collectFields(f.Type, into)
+		case !f.IsExported():
+		case name == "":
+			into[strings.ToLower(f.Name)] = f.Type
+		default:
+			into[name] = f.Type
+		}
+	}
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func inPath(path string) string {
+	if path == "" {
+		return ""
+	}
+	return " in " + path
+}
 
 func friendlyYAMLError(err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n  ")
+	msg = strings.TrimPrefix(msg, "yaml: ")
 	msg = strings.ReplaceAll(msg, "\n  ", "; ")
-	msg = yamlTypeSuffix.ReplaceAllString(msg, "")
-	msg = strings.ReplaceAll(msg, "field ", "unknown key ")
-	msg = strings.ReplaceAll(msg, " not found", "")
 	return errors.New(msg)
 }
 

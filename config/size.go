@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -25,7 +26,7 @@ func ParseByteSize(s string) (ByteSize, error) {
 	for _, u := range sizeUnits {
 		if num, ok := strings.CutSuffix(s, u.suffix); ok {
 			n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
-			if err != nil || n < 0 {
+			if err != nil || n < 0 || math.IsNaN(n) || math.IsInf(n, 0) || n*float64(u.factor) >= math.MaxInt64 {
 				break
 			}
 			return ByteSize(n * float64(u.factor)), nil

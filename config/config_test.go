@@ -1,0 +1,558 @@
+package config_test
+
+import (
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/courierhq/courier/config"
+	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/retry"
+	"github.com/courierhq/courier/sinks/webhook"
+)
+
+// env returns a lookup function over a fixed set of variables.
+func env(vars map[string]string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		v, ok := vars[name]
+		return v, ok
+	}
+}
+
+const fullConfig = `# Courier on a Gluster node.
+node_id: gluster-1
+data_dir: /var/lib/courier
+outbox:
+  listen: 127.0.0.1:5222
+  sync: 1s
+  max_age: 720h
+  max_bytes: 10GiB
+sinks:
+  - name: audit
+    type: webhook
+    url: https://audit.example.com/hooks/gluster
+    events: ["VOLUME_*", "PEER_ATTACH"]
+    format: gluster
+    bearer_token: ${AUDIT_TOKEN}
+    secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+    concurrency: 4
+    retry:
+      initial: 2s
+      multiplier: 3
+      max_interval: 5m
+      max_attempts: 10
+      max_age: 24h
+      jitter: 0.1
+`
+
+func TestParseFullExample(t *testing.T) {
+	f, err := config.Parse([]byte(fullConfig), env(map[string]string{"AUDIT_TOKEN": "t0ken-from-env"}))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if f.NodeID != "gluster-1" {
+		t.Errorf("NodeID = %q, want gluster-1", f.NodeID)
+	}
+	if f.DataDir != "/var/lib/courier" {
+		t.Errorf("DataDir = %q, want /var/lib/courier", f.DataDir)
+	}
+	wantOutbox := config.Outbox{
+		Listen:           "127.0.0.1:5222",
+		Sync:             "1s",
+		MaxAge:           720 * time.Hour,
+		MaxBytes:         10 << 30,
+		MaxEventSize:     outbox.DefaultMaxEventSize,
+		DuplicateWindow:  2 * time.Minute,
+		DeadLetterMaxAge: 30 * 24 * time.Hour,
+	}
+	if f.Outbox != wantOutbox {
+		t.Errorf("Outbox = %+v, want %+v", f.Outbox, wantOutbox)
+	}
+	always, interval, err := f.Outbox.SyncPolicy()
+	if err != nil || always || interval != time.Second {
+		t.Errorf("SyncPolicy() = %v, %s, %v; want false, 1s, nil", always, interval, err)
+	}
+	if f.Log != (config.Log{Level: "info", Format: "auto"}) {
+		t.Errorf("Log = %+v, want the defaults info/auto", f.Log)
+	}
+	if f.ShutdownTimeout != 15*time.Second {
+		t.Errorf("ShutdownTimeout = %s, want 15s", f.ShutdownTimeout)
+	}
+	if len(f.Sinks) != 1 {
+		t.Fatalf("%d sinks, want 1", len(f.Sinks))
+	}
+	s := f.Sinks[0]
+	if s.Name != "audit" || s.Type != "webhook" || s.Format != "gluster" || s.Concurrency != 4 {
+		t.Errorf("sink = name %q type %q format %q concurrency %d, want audit webhook gluster 4",
+			s.Name, s.Type, s.Format, s.Concurrency)
+	}
+	if !slices.Equal(s.Events, []string{"VOLUME_*", "PEER_ATTACH"}) {
+		t.Errorf("Events = %q", s.Events)
+	}
+	wantRetry := retry.Policy{
+		Initial: 2 * time.Second, Multiplier: 3, MaxInterval: 5 * time.Minute,
+		MaxAttempts: 10, MaxAge: 24 * time.Hour, Jitter: 0.1,
+	}
+	if s.Retry != wantRetry {
+		t.Errorf("Retry = %+v, want %+v", s.Retry, wantRetry)
+	}
+	if s.Webhook == nil {
+		t.Fatal("Webhook config is nil")
+	}
+	w := *s.Webhook
+	if w.URL != "https://audit.example.com/hooks/gluster" {
+		t.Errorf("URL = %q", w.URL)
+	}
+	if w.BearerToken != "t0ken-from-env" {
+		t.Errorf("BearerToken = %q, want the value of AUDIT_TOKEN", w.BearerToken)
+	}
+	if w.Secret != "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" {
+		t.Errorf("Secret = %q", w.Secret)
+	}
+	if w.Timeout != webhook.DefaultTimeout || w.MaxResponseBytes != webhook.DefaultMaxResponseBytes ||
+		w.CloudEventsMode != "structured" {
+		t.Errorf("webhook defaults = timeout %s, max response %d, mode %q; want %s, %d, structured",
+			w.Timeout, w.MaxResponseBytes, w.CloudEventsMode, webhook.DefaultTimeout, webhook.DefaultMaxResponseBytes)
+	}
+}
+
+func TestParseFillsDefaults(t *testing.T) {
+	in := `
+sinks:
+  - name: minimal
+    type: webhook
+    url: http://localhost:8080/
+`
+	f, err := config.Parse([]byte(in), env(nil))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	host, _ := os.Hostname()
+	if f.NodeID != host {
+		t.Errorf("NodeID = %q, want the host name %q", f.NodeID, host)
+	}
+	want := config.File{
+		NodeID:  host,
+		DataDir: "./data",
+		Log:     config.Log{Level: "info", Format: "auto"},
+		Outbox: config.Outbox{
+			Listen: "127.0.0.1:4244", Sync: "always", MaxAge: 30 * 24 * time.Hour, MaxBytes: 10 << 30,
+			MaxEventSize: 1 << 20, DuplicateWindow: 2 * time.Minute, DeadLetterMaxAge: 30 * 24 * time.Hour,
+		},
+		ShutdownTimeout: 15 * time.Second,
+	}
+	if f.NodeID != want.NodeID || f.DataDir != want.DataDir || f.Log != want.Log || f.Outbox != want.Outbox ||
+		f.ShutdownTimeout != want.ShutdownTimeout {
+		t.Errorf("Parse = %+v, want %+v", *f, want)
+	}
+	if len(f.Sinks) != 1 {
+		t.Fatalf("%d sinks, want 1", len(f.Sinks))
+	}
+	s := f.Sinks[0]
+	if s.Concurrency != 16 {
+		t.Errorf("Concurrency = %d, want 16", s.Concurrency)
+	}
+	if s.Retry != retry.DefaultPolicy() {
+		t.Errorf("Retry = %+v, want DefaultPolicy %+v", s.Retry, retry.DefaultPolicy())
+	}
+	if s.Format != "" || len(s.Events) != 0 {
+		t.Errorf("Format %q, Events %q; want empty (courier format, every event)", s.Format, s.Events)
+	}
+	if s.Webhook.Timeout != 15*time.Second || s.Webhook.MaxResponseBytes != 64<<10 || s.Webhook.CloudEventsMode != "structured" {
+		t.Errorf("webhook = %+v, want its defaults", *s.Webhook)
+	}
+	always, _, err := f.Outbox.SyncPolicy()
+	if err != nil || !always {
+		t.Errorf("SyncPolicy() = %v, _, %v; want always", always, err)
+	}
+}
+
+func TestParseEmptyFileIsValid(t *testing.T) {
+	for _, in := range []string{"", "# nothing yet\n", "---\n"} {
+		f, err := config.Parse([]byte(in), env(nil))
+		if err != nil {
+			t.Errorf("Parse(%q) = %v, want the defaults", in, err)
+			continue
+		}
+		if len(f.Sinks) != 0 || f.Outbox.Listen != config.DefaultListen {
+			t.Errorf("Parse(%q) = %+v, want no sinks and the defaults", in, *f)
+		}
+	}
+}
+
+func TestParseRejectsInvalidConfigs(t *testing.T) {
+	webhookSink := func(extra string) string {
+		return "sinks:\n  - name: a\n    type: webhook\n    url: https://example.com/\n" + extra
+	}
+	tests := []struct {
+		name string
+		in   string
+		env  map[string]string
+		want []string // parts of the error message
+	}{
+		{
+			name: "unknown top-level key",
+			in:   "node_id: n1\ndata_dir: /tmp\nnode_name: n1\n",
+			want: []string{"node_name", "line 3"},
+		},
+		{
+			name: "unknown key in a section",
+			in:   "outbox:\n  listen: 127.0.0.1:1\n  max_size: 1GiB\n",
+			want: []string{"max_size", "line 3"},
+		},
+		{
+			name: "unknown key inside a sink",
+			in:   webhookSink("    bearer: abc\n"),
+			want: []string{"bearer", "sinks[0]"},
+		},
+		{
+			name: "misspelt key inside a sink's retry",
+			in:   webhookSink("    retry:\n      max_attempt: 3\n"),
+			want: []string{"max_attempt"},
+		},
+		{
+			name: "unknown sink type",
+			in:   "sinks:\n  - name: k\n    type: kafka\n",
+			want: []string{`unknown type "kafka"`, `"k"`, "line 2"},
+		},
+		{
+			name: "missing sink type",
+			in:   "sinks:\n  - name: k\n    url: https://example.com/\n",
+			want: []string{"type is required", `"k"`},
+		},
+		{
+			name: "missing environment variable",
+			in:   webhookSink("    bearer_token: ${AUDIT_TOKEN}\n"),
+			want: []string{"AUDIT_TOKEN", "not set"},
+		},
+		{
+			name: "several missing environment variables",
+			in:   webhookSink("    bearer_token: ${TOKEN_A}\n    secret: ${SECRET_B}\n"),
+			env:  map[string]string{"OTHER": "x"},
+			want: []string{"TOKEN_A", "SECRET_B"},
+		},
+		{
+			name: "relative URL",
+			in:   "sinks:\n  - name: a\n    type: webhook\n    url: /hooks\n",
+			want: []string{"url", "/hooks", "sinks[0] (a)"},
+		},
+		{
+			name: "URL with another scheme",
+			in:   "sinks:\n  - name: a\n    type: webhook\n    url: ftp://example.com/\n",
+			want: []string{"url", "ftp://example.com/"},
+		},
+		{
+			name: "missing URL",
+			in:   "sinks:\n  - name: a\n    type: webhook\n",
+			want: []string{"url"},
+		},
+		{
+			name: "duplicate sink names",
+			in: "sinks:\n  - {name: a, type: webhook, url: 'https://one.example.com/'}\n" +
+				"  - {name: a, type: webhook, url: 'https://two.example.com/'}\n",
+			want: []string{"sinks[1]", `"a"`, "twice"},
+		},
+		{
+			name: "invalid sink name",
+			in:   "sinks:\n  - {name: 'my sink', type: webhook, url: 'https://example.com/'}\n",
+			want: []string{"my sink"},
+		},
+		{
+			name: "bad sync value",
+			in:   "outbox:\n  sync: sometimes\n",
+			want: []string{"outbox.sync", "sometimes"},
+		},
+		{
+			name: "zero sync interval",
+			in:   "outbox:\n  sync: 0s\n",
+			want: []string{"outbox.sync", "0s"},
+		},
+		{
+			name: "negative sync interval",
+			in:   "outbox:\n  sync: -1s\n",
+			want: []string{"outbox.sync", "-1s"},
+		},
+		{
+			name: "bad format",
+			in:   webhookSink("    format: xml\n"),
+			want: []string{"sinks[0] (a)", `"xml"`},
+		},
+		{
+			name: "bad event filter",
+			in:   webhookSink("    events: ['VOLUME_[']\n"),
+			want: []string{"VOLUME_["},
+		},
+		{
+			name: "concurrency out of range",
+			in:   webhookSink("    concurrency: 5000\n"),
+			want: []string{"concurrency 5000"},
+		},
+		{
+			name: "invalid retry policy",
+			in:   webhookSink("    retry:\n      multiplier: 0.5\n"),
+			want: []string{"retry.multiplier"},
+		},
+		{
+			name: "bad cloudevents mode",
+			in:   webhookSink("    format: cloudevents\n    cloudevents_mode: batch\n"),
+			want: []string{"cloudevents_mode", "batch"},
+		},
+		{
+			name: "bad byte size",
+			in:   "outbox:\n  max_bytes: lots\n",
+			want: []string{"lots", "line 2"},
+		},
+		{
+			name: "event size above the limit",
+			in:   "outbox:\n  max_event_size: 65MiB\n",
+			want: []string{"max_event_size"},
+		},
+		{
+			name: "bad log level",
+			in:   "log:\n  level: verbose\n",
+			want: []string{"log.level", "verbose"},
+		},
+		{
+			name: "bad duration",
+			in:   "shutdown_timeout: soon\n",
+			want: []string{"soon"},
+		},
+		{
+			name: "not YAML",
+			in:   "node_id: [unclosed\n",
+			want: []string{"line"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := config.Parse([]byte(tt.in), env(tt.env))
+			if err == nil {
+				t.Fatalf("Parse = %+v, nil; want an error", f)
+			}
+			if f != nil {
+				t.Errorf("Parse returned a config with its error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestParseErrorsDoNotShowGoTypes(t *testing.T) {
+	// An unknown key is reported in the file's terms, not with the Go type
+	// of the structure it was decoded into.
+	for _, in := range []string{
+		"node_name: n1\n",
+		"outbox:\n  max_size: 1\n",
+		"sinks:\n  - {name: a, type: webhook, url: 'https://example.com/', bearer: x}\n",
+	} {
+		_, err := config.Parse([]byte(in), env(nil))
+		if err == nil {
+			t.Fatalf("Parse(%q) = nil error", in)
+		}
+		for _, leak := range []string{"struct", "config.", "in type", "not found"} {
+			if strings.Contains(err.Error(), leak) {
+				t.Errorf("Parse(%q) error %q contains %q", in, err, leak)
+			}
+		}
+	}
+}
+
+func TestParseUnknownSinkKeyNamesItsLineInTheFile(t *testing.T) {
+	in := "node_id: n1\nsinks:\n  - name: a\n    type: webhook\n    url: https://example.com/\n    bearer: abc\n"
+	_, err := config.Parse([]byte(in), env(nil))
+	if err == nil {
+		t.Fatal("Parse accepted an unknown sink key")
+	}
+	if !strings.Contains(err.Error(), "bearer") || !strings.Contains(err.Error(), "line 6") ||
+		strings.Contains(err.Error(), "line 4") {
+		t.Errorf("error %q, want it to name bearer and its line in the file, 6", err)
+	}
+}
+
+func TestParseIgnoresEnvironmentReferencesInComments(t *testing.T) {
+	in := "node_id: n1\n# bearer_token: ${OLD_TOKEN}\n"
+	if _, err := config.Parse([]byte(in), env(nil)); err != nil {
+		t.Errorf("Parse = %v, want a variable in a comment to be ignored", err)
+	}
+}
+
+func TestParseSecretErrorsDoNotEchoTheSecret(t *testing.T) {
+	const secret = "whsec_this is not base64!"
+	in := "sinks:\n  - name: a\n    type: webhook\n    url: https://example.com/\n    secret: ${S}\n"
+	_, err := config.Parse([]byte(in), env(map[string]string{"S": secret}))
+	if err == nil {
+		t.Fatal("Parse accepted a secret that is not base64")
+	}
+	if strings.Contains(err.Error(), "this is not base64") {
+		t.Errorf("error %q echoes the secret", err)
+	}
+}
+
+func TestParseExpandsEnvironmentReferences(t *testing.T) {
+	in := "node_id: ${NODE}-${ZONE}\nsinks:\n  - name: a\n    type: webhook\n    url: ${URL}\n    headers:\n      X-Api-Key: ${KEY}\n"
+	vars := map[string]string{"NODE": "n1", "ZONE": "eu", "URL": "https://example.com/x", "KEY": ""}
+	f, err := config.Parse([]byte(in), env(vars))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if f.NodeID != "n1-eu" {
+		t.Errorf("NodeID = %q, want n1-eu", f.NodeID)
+	}
+	w := f.Sinks[0].Webhook
+	if w.URL != "https://example.com/x" {
+		t.Errorf("URL = %q", w.URL)
+	}
+	if got := w.Headers; !maps.Equal(got, map[string]string{"X-Api-Key": ""}) {
+		t.Errorf("Headers = %v, want the set-but-empty variable to expand to an empty value", got)
+	}
+}
+
+func TestParseKeepsEnvironmentValuesVerbatim(t *testing.T) {
+	in := "sinks:\n  - name: a\n    type: webhook\n    url: https://example.com/\n    bearer_token: ${TOKEN}\n"
+	for _, token := range []string{"abc #def", "*star", "key: value", "'quoted'"} {
+		f, err := config.Parse([]byte(in), env(map[string]string{"TOKEN": token}))
+		if err != nil {
+			t.Errorf("Parse with TOKEN=%q: %v", token, err)
+			continue
+		}
+		if got := f.Sinks[0].Webhook.BearerToken; got != token {
+			t.Errorf("BearerToken = %q, want %q verbatim", got, token)
+		}
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    config.ByteSize
+		wantErr bool
+	}{
+		{"512", 512, false},
+		{"0", 0, false},
+		{"1048576", 1 << 20, false},
+		{"100B", 100, false},
+		{"512KiB", 512 << 10, false},
+		{"1MiB", 1 << 20, false},
+		{"10GiB", 10 << 30, false},
+		{"2TiB", 2 << 40, false},
+		{"1.5MiB", 3 << 19, false},
+		{"1KB", 1000, false},
+		{"5MB", 5_000_000, false},
+		{"2GB", 2_000_000_000, false},
+		{"1TB", 1_000_000_000_000, false},
+		{" 10 GiB ", 10 << 30, false},
+		{"", 0, true},
+		{"lots", 0, true},
+		{"GiB", 0, true},
+		{"-1", 0, true},
+		{"-1MiB", 0, true},
+		{"10XB", 0, true},
+		{"10gib", 0, true},
+		{"1.5", 0, true},
+		{"10 GiB extra", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := config.ParseByteSize(tt.in)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("ParseByteSize(%q) = %d, %v; want error %v", tt.in, got, err, tt.wantErr)
+			}
+			if !tt.wantErr && got != tt.want {
+				t.Errorf("ParseByteSize(%q) = %d, want %d", tt.in, got, tt.want)
+			}
+			if tt.wantErr && !strings.Contains(err.Error(), tt.in) {
+				t.Errorf("error %q does not quote the input %q", err, tt.in)
+			}
+		})
+	}
+}
+
+func TestParseByteSizeRejectsValuesThatAreNotSizes(t *testing.T) {
+	for _, in := range []string{"NaNKiB", "InfMiB", "1e10TiB", "9223372036854775807KiB"} {
+		if got, err := config.ParseByteSize(in); err == nil {
+			t.Errorf("ParseByteSize(%q) = %d, nil; want an error", in, got)
+		}
+	}
+}
+
+func TestByteSizeInYAML(t *testing.T) {
+	tests := []struct {
+		in   string
+		want config.ByteSize
+	}{
+		{"max_bytes: 1048576", 1 << 20},
+		{"max_bytes: 1MiB", 1 << 20},
+		{"max_bytes: \"2GB\"", 2_000_000_000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			f, err := config.Parse([]byte("outbox:\n  "+tt.in+"\n"), env(nil))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if f.Outbox.MaxBytes != tt.want {
+				t.Errorf("MaxBytes = %d, want %d", f.Outbox.MaxBytes, tt.want)
+			}
+		})
+	}
+}
+
+func TestSyncPolicy(t *testing.T) {
+	tests := []struct {
+		sync         string
+		wantAlways   bool
+		wantInterval time.Duration
+		wantErr      bool
+	}{
+		{"always", true, 0, false},
+		{"1s", false, time.Second, false},
+		{"250ms", false, 250 * time.Millisecond, false},
+		{"Always", false, 0, true},
+		{"never", false, 0, true},
+		{"0s", false, 0, true},
+		{"-1s", false, 0, true},
+		{"10", false, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sync, func(t *testing.T) {
+			always, interval, err := config.Outbox{Sync: tt.sync}.SyncPolicy()
+			if (err != nil) != tt.wantErr || always != tt.wantAlways || interval != tt.wantInterval {
+				t.Errorf("SyncPolicy(%q) = %v, %s, %v; want %v, %s, error %v",
+					tt.sync, always, interval, err, tt.wantAlways, tt.wantInterval, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/courier.yaml"
+	if err := os.WriteFile(path, []byte("node_id: from-file\noutbox:\n  sync: 2s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if f.NodeID != "from-file" || f.Outbox.Sync != "2s" {
+		t.Errorf("Load = %+v", *f)
+	}
+
+	bad := dir + "/bad.yaml"
+	if err := os.WriteFile(bad, []byte("bogus: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(bad); err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "bogus") {
+		t.Errorf("Load(bad) = %v, want an error naming the file and the key", err)
+	}
+	if _, err := config.Load(dir + "/missing.yaml"); err == nil {
+		t.Error("Load of a missing file = nil error")
+	}
+}
