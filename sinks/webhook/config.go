@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -68,8 +69,19 @@ func (c Config) Validate() error {
 	if _, err := c.signingKeys(); err != nil {
 		return err
 	}
+	for name, value := range c.Headers {
+		if !headerName.MatchString(name) {
+			return fmt.Errorf("header name %q is not a valid HTTP header name", name)
+		}
+		if strings.ContainsAny(value, "\r\n\x00") {
+			return fmt.Errorf("header %s: value must not contain line breaks or NUL", name)
+		}
+	}
 	return nil
 }
+
+// headerName is an RFC 9110 token.
+var headerName = regexp.MustCompile("^[!#$%&'*+\\-.^_`|~0-9A-Za-z]+$")
 
 // signingKeys decodes the configured secrets. Errors never echo the secret.
 func (c Config) signingKeys() ([][]byte, error) {

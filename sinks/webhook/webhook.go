@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/courierhq/courier/event"
@@ -120,7 +121,7 @@ func (s *Sink) request(ctx context.Context, e *event.Envelope) (*http.Request, e
 		h.Set(k, v)
 	}
 	for k, v := range ce {
-		h.Set("ce-"+k, v)
+		h.Set("ce-"+k, percentEncode(v))
 	}
 	ts := s.now().Unix()
 	h.Set("Content-Type", ct)
@@ -140,4 +141,20 @@ func (s *Sink) request(ctx context.Context, e *event.Envelope) (*http.Request, e
 func (s *Sink) Close(context.Context) error {
 	s.client.CloseIdleConnections()
 	return nil
+}
+
+// percentEncode escapes a CloudEvents attribute for an HTTP header, as the
+// HTTP binding requires: space, '"', '%' and every byte outside printable
+// ASCII.
+func percentEncode(v string) string {
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c <= 0x20 || c >= 0x7f || c == '"' || c == '%' {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
