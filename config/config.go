@@ -308,7 +308,7 @@ func (f *File) setDefaults() {
 		o.MaxEventSize = DefaultMaxEventSize
 	}
 	if o.DuplicateWindow == 0 {
-		o.DuplicateWindow = DefaultDuplicateWindow
+		o.DuplicateWindow = min(DefaultDuplicateWindow, o.MaxAge)
 	}
 	if o.DeadLetterMaxAge == 0 {
 		o.DeadLetterMaxAge = DefaultMaxAge
@@ -342,6 +342,9 @@ func (f *File) Validate() error {
 	if _, _, err := f.Outbox.SyncPolicy(); err != nil {
 		return err
 	}
+	if f.Outbox.DuplicateWindow > f.Outbox.MaxAge {
+		return fmt.Errorf("outbox.duplicate_window (%s) must not exceed outbox.max_age (%s)", f.Outbox.DuplicateWindow, f.Outbox.MaxAge)
+	}
 	if f.Outbox.MaxEventSize > 64<<20 {
 		return fmt.Errorf("outbox.max_event_size %d is above the 64MiB limit", f.Outbox.MaxEventSize)
 	}
@@ -357,7 +360,7 @@ func (f *File) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, s := range f.Sinks {
-		if err := s.validate(); err != nil {
+		if err := s.validate(f.Outbox.MaxAge); err != nil {
 			return fmt.Errorf("sinks[%d] (%s): %w", i, s.Name, err)
 		}
 		if seen[s.Name] {
@@ -368,7 +371,7 @@ func (f *File) Validate() error {
 	return nil
 }
 
-func (s Sink) validate() error {
+func (s Sink) validate(outboxMaxAge time.Duration) error {
 	if err := sinks.ValidateName(s.Name); err != nil {
 		return err
 	}
@@ -383,6 +386,11 @@ func (s Sink) validate() error {
 	}
 	if err := s.Retry.Validate(); err != nil {
 		return err
+	}
+	if s.Retry.MaxAge >= outboxMaxAge {
+		// Otherwise the outbox could drop an event this sink still owes
+		// before it is dead-lettered.
+		return fmt.Errorf("retry.max_age (%s) must be below outbox.max_age (%s)", s.Retry.MaxAge, outboxMaxAge)
 	}
 	if s.Webhook != nil {
 		return s.Webhook.Validate()

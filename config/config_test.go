@@ -556,3 +556,11 @@ func TestLoad(t *testing.T) {
 		t.Error("Load of a missing file = nil error")
 	}
 }
+
+func TestParseRejectsRetryMaxAgeNotBelowOutboxMaxAge(t *testing.T) {
+	in := "outbox: {max_age: 48h}\nsinks:\n  - name: a\n    type: webhook\n    url: https://example.com/\n    retry: {max_age: 72h}\n"
+	_, err := config.Parse([]byte(in), env(nil))
+	if err == nil || !strings.Contains(err.Error(), "retry.max_age") || !strings.Contains(err.Error(), "outbox.max_age") {
+		t.Fatalf("err = %v, want retry.max_age must be below outbox.max_age", err)
+	}
+}

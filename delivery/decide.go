@@ -46,12 +46,11 @@ func Decide(p retry.Policy, attempt int, stored, now time.Time, err error) Decis
 	case now.Sub(stored) >= p.MaxAge:
 		return Decision{Action: DeadLetter, Reason: fmt.Sprintf("gave up after max_age (%s)", p.MaxAge)}
 	}
-	delay := p.Delay(attempt)
-	if ce.RetryAfter > delay {
-		// The peer knows best when it can take more, but waiting past the
-		// event's deadline would only dead-letter it later; never come back
-		// sooner than the backoff, though.
-		delay = max(delay, min(ce.RetryAfter, stored.Add(p.MaxAge).Sub(now)))
+	delay := max(p.Delay(attempt), ce.RetryAfter)
+	// The last attempt happens at the event's deadline, not after it: the
+	// event is then dead-lettered while the outbox still holds it.
+	if left := stored.Add(p.MaxAge).Sub(now); delay > left {
+		delay = left
 	}
 	return Decision{Action: Retry, Delay: delay}
 }

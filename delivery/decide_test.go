@@ -160,3 +160,16 @@ func TestActionString(t *testing.T) {
 		}
 	}
 }
+
+func TestDecidePullsTheLastAttemptInToTheDeadline(t *testing.T) {
+	p := retry.Policy{Initial: time.Hour, Multiplier: 2, MaxInterval: time.Hour, MaxAttempts: 10, MaxAge: time.Minute}
+	stored := time.Date(2024, 7, 1, 12, 0, 0, 0, time.UTC)
+	got := delivery.Decide(p, 1, stored, stored.Add(20*time.Second), retry.NewRetryable(errors.New("down")))
+	if got.Action != delivery.Retry || got.Delay != 40*time.Second {
+		t.Fatalf("Decide = %s after %s, want a retry at the deadline (40s)", got.Action, got.Delay)
+	}
+	got = delivery.Decide(p, 2, stored, stored.Add(time.Minute), retry.NewRetryable(errors.New("down")))
+	if got.Action != delivery.DeadLetter {
+		t.Fatalf("at the deadline Decide = %s, want dead-letter", got.Action)
+	}
+}

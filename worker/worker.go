@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,12 +36,25 @@ type Worker struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	url    string
+
+	expiryCheck time.Duration
+	oldest      atomic.Int64 // nanoseconds
 }
+
+// Option adjusts a Worker.
+type Option func(*Worker)
+
+// WithExpiryCheck sets how often the outbox is checked for events that
+// expired before every sink confirmed them (default 30s).
+func WithExpiryCheck(d time.Duration) Option { return func(w *Worker) { w.expiryCheck = d } }
 
 // Start brings the node up: outbox first, then one loop per sink. On error
 // everything started so far is stopped again.
-func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logger) (w *Worker, err error) {
-	w = &Worker{cfg: cfg, log: log, loops: map[string]*delivery.Loop{}}
+func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logger, opts ...Option) (_ *Worker, err error) {
+	w := &Worker{cfg: cfg, log: log, loops: map[string]*delivery.Loop{}, expiryCheck: 30 * time.Second}
+	for _, o := range opts {
+		o(w)
+	}
 	defer func() {
 		if err != nil {
 			w.stopOutbox()
@@ -109,9 +123,50 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 			log.Debug("delivery loop stopped", "sink", name)
 		}()
 	}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		w.watchExpiry(runCtx)
+	}()
 	log.Info("worker started", "node", cfg.NodeID, "sinks", len(w.loops))
 	return w, nil
 }
+
+// watchExpiry warns while the outbox still holds an event older than 80%
+// of its max_age: that event is owed to some sink whose worker has not been
+// able to deliver or dead-letter it (while a worker runs, retry.max_age
+// dead-letters events first), and the outbox will drop it at max_age.
+func (w *Worker) watchExpiry(ctx context.Context) {
+	t := time.NewTicker(w.expiryCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s, err := w.js.Stream(ctx, outbox.StreamEvents)
+		if err != nil {
+			w.log.Warn("expiry check: read outbox", "err", err)
+			continue
+		}
+		st := s.CachedInfo().State
+		if st.Msgs == 0 {
+			w.oldest.Store(0)
+			continue
+		}
+		age := time.Since(st.FirstTime)
+		w.oldest.Store(int64(age))
+		if maxAge := w.cfg.Outbox.MaxAge; age > maxAge*8/10 {
+			w.log.Error("the outbox holds undelivered events close to outbox.max_age; they will be dropped undelivered unless a sink confirms or dead-letters them",
+				"oldest_age", age.Round(time.Second), "dropped_at", st.FirstTime.Add(maxAge).UTC(), "undelivered", st.Msgs)
+		}
+	}
+}
+
+// OldestEventAge is the age of the oldest event still in the outbox, as of
+// the last check (zero when empty).
+func (w *Worker) OldestEventAge() time.Duration { return time.Duration(w.oldest.Load()) }
 
 // setUp creates or updates the streams and one durable consumer per sink,
 // and removes the consumers of sinks no longer configured.

@@ -242,3 +242,27 @@ func TestDuplicateEmitIsStoredAndDeliveredOnce(t *testing.T) {
 		t.Errorf("duplicate emit delivered %d times, want 1", got)
 	}
 }
+
+func TestEndpointDownPastMaxAgeIsDeadLetteredBeforeTheOutboxDropsIt(t *testing.T) {
+	rcv := testutil.NewReceiver(t)
+	rcv.Answer(func(testutil.Delivery, int) (int, http.Header) { return http.StatusServiceUnavailable, nil })
+	// The backoff (1h) is far beyond both ages: the last attempt must be
+	// pulled in to the event's deadline and the event dead-lettered there.
+	n := testutil.StartNode(t, `outbox: {max_age: 4s}
+sinks:
+  - name: audit
+    type: webhook
+    url: `+rcv.URL()+`
+    retry: {initial: 1h, max_interval: 1h, max_age: 1s}
+`, nil)
+	p := n.Publisher(t)
+	for range 3 {
+		emit(t, p, event.Envelope{Type: "VOLUME_CREATE"})
+	}
+	testutil.Eventually(t, waitFor, func() bool { return n.Loop("audit").Stats().DeadLettered.Load() == 3 }, "3 events dead-lettered")
+	for _, dl := range deadLetters(t, n, "audit") {
+		if dl.Reason != "gave up after max_age (1s)" || dl.Attempts != 2 {
+			t.Errorf("dead letter %s: reason %q after %d attempts, want max_age after 2", dl.Event.ID, dl.Reason, dl.Attempts)
+		}
+	}
+}

@@ -158,7 +158,7 @@ func StartConfig(t testing.TB, cfg *config.File) *Node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	w, err := worker.Start(ctx, cfg, "test", Logger(t))
+	w, err := worker.Start(ctx, cfg, "test", Logger(t), worker.WithExpiryCheck(100*time.Millisecond))
 	if err != nil {
 		t.Fatalf("start worker: %v", err)
 	}
