@@ -200,7 +200,7 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 			log.Warn("could not schedule retry; the outbox redelivers after the ack wait", "err", err)
 		}
 	case DeadLetter:
-		l.deadLetter(ctx, msg, &env, attempt, d.Reason, err, log)
+		l.deadLetter(ctx, msg, md, &env, d.Reason, err, log)
 	}
 }
 
@@ -213,10 +213,11 @@ func (l *Loop) ack(msg jetstream.Msg, env *event.Envelope) {
 
 // deadLetter stores the dead letter and only then terminates the original:
 // Term counts as an acknowledgement, so the order is what keeps the event.
-func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, env *event.Envelope, attempt int, reason string, cause error, log *slog.Logger) {
+func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, env *event.Envelope, reason string, cause error, log *slog.Logger) {
 	ce := retry.Classify(cause)
+	attempt := int(md.NumDelivered)
 	dl := outbox.DeadLetter{
-		Sink: l.cfg.Name, Reason: reason, Attempts: attempt,
+		OutboxSeq: md.Sequence.Stream, Sink: l.cfg.Name, Reason: reason, Attempts: attempt,
 		LastStatus: ce.Status, LastError: cause.Error(), LastResponse: ce.Response,
 		DeadAt: l.now().UTC(), Node: l.cfg.Node, Event: *env,
 	}
@@ -247,7 +248,7 @@ func (l *Loop) settleUndecodable(ctx context.Context, msg jetstream.Msg, md *jet
 	if env.ID == "" {
 		env.ID = fmt.Sprintf("stream-seq-%d", md.Sequence.Stream)
 	}
-	l.deadLetter(ctx, msg, &env, int(md.NumDelivered), "not a Courier event", retry.NewPermanent(cause), l.log.With("event_id", env.ID))
+	l.deadLetter(ctx, msg, md, &env, "not a Courier event", retry.NewPermanent(cause), l.log.With("event_id", env.ID))
 }
 
 func jsonString(b []byte) json.RawMessage {

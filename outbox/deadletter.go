@@ -18,7 +18,12 @@ import (
 type DeadLetter struct {
 	// Seq is the dead letter's position in the dead-letter stream; replay
 	// and listing refer to it.
-	Seq          uint64         `json:"seq,omitempty"`
+	Seq uint64 `json:"seq,omitempty"`
+	// OutboxSeq is the event's position in the outbox stream. It keys the
+	// dead letter: a crash between storing it and settling the event stores
+	// it once, while a replayed event (a new outbox position) that fails
+	// again gets a dead letter of its own.
+	OutboxSeq    uint64         `json:"outbox_seq"`
 	Sink         string         `json:"sink"`
 	Reason       string         `json:"reason"`
 	Attempts     int            `json:"attempts"`
@@ -48,7 +53,7 @@ func (d *DeadLetters) Put(ctx context.Context, dl DeadLetter) error {
 	}
 	m := nats.NewMsg(deadLetterSubject(dl.Sink))
 	m.Data = data
-	m.Header.Set(nats.MsgIdHdr, "dlq:"+dl.Sink+":"+dl.Event.ID+":"+strconv.Itoa(dl.Attempts))
+	m.Header.Set(nats.MsgIdHdr, "dlq:"+dl.Sink+":"+strconv.FormatUint(dl.OutboxSeq, 10))
 	if _, err := d.js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("store dead letter for event %s: %w", dl.Event.ID, mapAPIError(err))
 	}

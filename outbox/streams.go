@@ -52,17 +52,23 @@ type Limits struct {
 
 // EnsureStreams creates or updates the outbox and dead-letter streams.
 //
-// The outbox uses interest retention: an event stays until every sink's
-// consumer has acknowledged it, so max_bytes bounds the undelivered backlog
-// rather than history, and DiscardNew makes a full outbox refuse new events
-// (the producer gets an error) instead of silently discarding old ones.
+// The outbox keeps an event until every sink's consumer has acknowledged it
+// (Trim removes those), so max_bytes bounds the undelivered backlog rather
+// than history, and DiscardNew makes a full outbox refuse new events (the
+// producer gets an error) instead of silently discarding old ones.
+//
+// It is a limits-retention stream trimmed in bulk rather than an
+// interest-retention stream: with interest retention every acknowledgement
+// deletes one message, which with fsync-before-ack costs one fsync per
+// delivered event (measured: end-to-end throughput fell from ~5k to ~1.9k
+// events/s on a 2-core machine).
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, l Limits) error {
 	replicas := max(l.Replicas, 1)
 	outbox := jetstream.StreamConfig{
 		Name:               StreamEvents,
 		Description:        "Courier outbox: events until every sink confirmed them",
 		Subjects:           []string{subjectEvents + ">", subjectReplay + ">"},
-		Retention:          jetstream.InterestPolicy,
+		Retention:          jetstream.LimitsPolicy,
 		Discard:            jetstream.DiscardNew,
 		Storage:            jetstream.FileStorage,
 		MaxAge:             l.MaxAge,

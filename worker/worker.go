@@ -126,41 +126,56 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		w.watchExpiry(runCtx)
+		w.maintainOutbox(runCtx)
 	}()
 	log.Info("worker started", "node", cfg.NodeID, "sinks", len(w.loops))
 	return w, nil
 }
 
-// watchExpiry warns while the outbox still holds an event older than 80%
-// of its max_age: that event is owed to some sink whose worker has not been
-// able to deliver or dead-letter it (while a worker runs, retry.max_age
-// dead-letters events first), and the outbox will drop it at max_age.
-func (w *Worker) watchExpiry(ctx context.Context) {
-	t := time.NewTicker(w.expiryCheck)
-	defer t.Stop()
+// trimInterval is how often delivered events are removed from the outbox.
+const trimInterval = time.Second
+
+// maintainOutbox trims delivered events every second and checks for events
+// about to expire.
+func (w *Worker) maintainOutbox(ctx context.Context) {
+	trim := time.NewTicker(trimInterval)
+	defer trim.Stop()
+	expiry := time.NewTicker(w.expiryCheck)
+	defer expiry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-trim.C:
+			if _, err := outbox.Trim(ctx, w.js); err != nil && ctx.Err() == nil {
+				w.log.Warn("trim delivered events from the outbox", "err", err)
+			}
+		case <-expiry.C:
+			w.checkExpiry(ctx)
 		}
-		s, err := w.js.Stream(ctx, outbox.StreamEvents)
-		if err != nil {
-			w.log.Warn("expiry check: read outbox", "err", err)
-			continue
-		}
-		st := s.CachedInfo().State
-		if st.Msgs == 0 {
-			w.oldest.Store(0)
-			continue
-		}
-		age := time.Since(st.FirstTime)
-		w.oldest.Store(int64(age))
-		if maxAge := w.cfg.Outbox.MaxAge; age > maxAge*8/10 {
-			w.log.Error("the outbox holds undelivered events close to outbox.max_age; they will be dropped undelivered unless a sink confirms or dead-letters them",
-				"oldest_age", age.Round(time.Second), "dropped_at", st.FirstTime.Add(maxAge).UTC(), "undelivered", st.Msgs)
-		}
+	}
+}
+
+// checkExpiry warns while the outbox still holds an event older than 80%
+// of its max_age: that event is owed to some sink whose worker has not been
+// able to deliver or dead-letter it (while a worker runs, retry.max_age
+// dead-letters events first), and the outbox will drop it at max_age.
+func (w *Worker) checkExpiry(ctx context.Context) {
+	s, err := w.js.Stream(ctx, outbox.StreamEvents)
+	if err != nil {
+		w.log.Warn("expiry check: read outbox", "err", err)
+		return
+	}
+	st := s.CachedInfo().State
+	if st.Msgs == 0 {
+		w.oldest.Store(0)
+		return
+	}
+	age := time.Since(st.FirstTime)
+	w.oldest.Store(int64(age))
+	if maxAge := w.cfg.Outbox.MaxAge; age > maxAge*8/10 {
+		w.log.Error("the outbox holds undelivered events close to outbox.max_age; they will be dropped undelivered unless a sink confirms or dead-letters them",
+			"oldest_age", age.Round(time.Second), "dropped_at", st.FirstTime.Add(maxAge).UTC(), "undelivered", st.Msgs)
 	}
 }
 

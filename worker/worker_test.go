@@ -266,3 +266,53 @@ sinks:
 		}
 	}
 }
+
+func TestDeliveredEventsLeaveTheOutboxAndOwedOnesStay(t *testing.T) {
+	ok, down := testutil.NewReceiver(t), testutil.NewReceiver(t)
+	down.Answer(func(testutil.Delivery, int) (int, http.Header) { return http.StatusServiceUnavailable, nil })
+	n := testutil.StartNode(t, "sinks:\n"+sinkYAML("ok", ok.URL(), ""), nil)
+	p := n.Publisher(t)
+	for range 20 {
+		emit(t, p, event.Envelope{Type: "VOLUME_CREATE"})
+	}
+	testutil.Eventually(t, waitFor, func() bool { return outboxMsgs(t, n) == 0 }, "delivered events trimmed from the outbox")
+
+	// A second node configuration adds a sink that cannot deliver: what it
+	// owes must stay.
+	n2 := testutil.StartNode(t, "sinks:\n"+sinkYAML("ok", ok.URL(), "")+
+		"  - name: down\n    type: webhook\n    url: "+down.URL()+"\n    retry: {initial: 1h, max_interval: 1h}\n", nil)
+	p2 := n2.Publisher(t)
+	for range 5 {
+		emit(t, p2, event.Envelope{Type: "VOLUME_CREATE"})
+	}
+	testutil.Eventually(t, waitFor, func() bool { return n2.Loop("ok").Stats().Delivered.Load() == 5 }, "healthy sink delivered")
+	testutil.Eventually(t, waitFor, func() bool { return n2.Loop("down").Stats().Retried.Load() == 5 }, "failing sink tried once each")
+	// A trim now (as the worker runs every second) keeps what is owed.
+	nc, err := nats.Connect(n2.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := outbox.Trim(context.Background(), js); err != nil {
+		t.Fatal(err)
+	}
+	if got := outboxMsgs(t, n2); got != 5 {
+		t.Errorf("outbox holds %d events, want the 5 still owed to the failing sink", got)
+	}
+}
+
+func outboxMsgs(t *testing.T, n *testutil.Node) uint64 {
+	t.Helper()
+	nc, err := nats.Connect(n.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(context.Background(), outbox.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.CachedInfo().State.Msgs
+}

@@ -7,6 +7,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,7 +40,7 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	opts, err := parseFlags(args)
+	opts, err := parseFlags(args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -70,9 +71,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return 0
 }
 
-func parseFlags(args []string) (options, error) {
+func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("emit", flag.ContinueOnError)
+	// Errors get one line from run; usage is printed only when asked for.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	defURL := os.Getenv("COURIER_URL")
 	if defURL == "" {
 		defURL = outbox.DefaultURL
@@ -91,6 +95,11 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.env.Node, "node", "", "node id (default: host name)")
 	fs.StringVar(&o.data, "data", "", "event data, as JSON")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprintln(stderr, "usage: emit --type TYPE [--key K] [--level L] [--data JSON] | emit --file FILE|-")
+			fs.PrintDefaults()
+		}
 		return o, err
 	}
 	if fs.NArg() > 0 {
@@ -102,11 +111,25 @@ func parseFlags(args []string) (options, error) {
 	if o.file == "" && o.env.Type == "" {
 		return o, errors.New("--type is required (or --file to send many events)")
 	}
+	if o.timeout <= 0 {
+		return o, fmt.Errorf("--timeout must be positive, got %s", o.timeout)
+	}
 	if o.data != "" && !json.Valid([]byte(o.data)) {
 		return o, fmt.Errorf("--data is not valid JSON: %s", o.data)
 	}
 	if o.env.Node == "" {
 		o.env.Node, _ = os.Hostname()
+	}
+	if o.file == "" {
+		// Bad input is reported before any connection is made.
+		probe := o.env
+		probe.Data = json.RawMessage(o.data)
+		if err := probe.Complete(o.env.Node); err != nil {
+			return o, err
+		}
+		if err := probe.Validate(); err != nil {
+			return o, err
+		}
 	}
 	return o, nil
 }
@@ -156,7 +179,7 @@ func emitFile(ctx context.Context, pub *outbox.Publisher, opts options, stdin io
 	line := 0
 	for sc.Scan() {
 		line++
-		if len(sc.Bytes()) == 0 {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
 			continue
 		}
 		e, err := event.Decode(sc.Bytes())

@@ -189,13 +189,16 @@ func sinksTestCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	start := time.Now()
 	err = sink.Send(ctx, &ev)
 	took := time.Since(start).Round(time.Millisecond)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tSINK\tRESULT")
 	if err != nil {
 		ce := retry.Classify(err)
-		fmt.Fprintf(stdout, "NODE\tSINK\tRESULT\n%s\t%s\tFAILED (%s, %s): %v\n", cfg.NodeID, name, ce.Kind, took, err)
+		fmt.Fprintf(tw, "%s\t%s\tFAILED (%s, %s): %v\n", cfg.NodeID, name, ce.Kind, took, err)
+		_ = tw.Flush()
 		return fmt.Errorf("sink %s did not accept the test event", name)
 	}
-	fmt.Fprintf(stdout, "NODE\tSINK\tRESULT\n%s\t%s\tOK (%s, event %s)\n", cfg.NodeID, name, took, ev.ID)
-	return nil
+	fmt.Fprintf(tw, "%s\t%s\tOK (%s, event %s)\n", cfg.NodeID, name, took, ev.ID)
+	return tw.Flush()
 }
 
 // deadLetters connects to the configured outbox for the dlq commands.

@@ -1,0 +1,53 @@
+# Courier: build, run, test, lint, bench. Needs Go (go.mod names the version)
+# and, for the AMQP tests, RabbitMQ (scripts/services.sh starts or installs it).
+
+GO            ?= go
+VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS       := -X main.version=$(VERSION)
+STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+BENCHTIME     ?= 3s
+
+.PHONY: all build run test test-short lint services bench bench-quick clean
+
+all: lint test
+
+## build: the binaries, in bin/
+build:
+	@mkdir -p bin
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/worker ./cmd/worker
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/emit ./cmd/emit
+	$(GO) build -o bin/receiver ./examples/receiver
+
+## run: the quick start: worker with embedded outbox, example receiver, sample events
+run: build
+	./scripts/quickstart.sh
+
+## services: make sure the real brokers the tests use are running
+services:
+	./scripts/services.sh
+
+## test: vet, then every test with the race detector against real components
+test: services
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+## test-short: the same without the process crash test
+test-short:
+	$(GO) test -race -count=1 -short ./...
+
+## lint: formatting, vet, staticcheck
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+## bench: emit throughput and end-to-end delivery figures (see README)
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./outbox/ ./worker/
+
+## bench-quick: every benchmark once, as a smoke test
+bench-quick:
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./outbox/ ./worker/
+
+clean:
+	rm -rf bin quickstart

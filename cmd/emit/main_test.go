@@ -1,0 +1,483 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/courierhq/courier/delivery"
+	"github.com/courierhq/courier/internal/testutil"
+	"github.com/courierhq/courier/outbox"
+)
+
+const waitFor = 20 * time.Second
+
+// uuidV7 is the shape of the ids emit generates.
+var uuidV7 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+// result is what one run of emit produced.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+}
+
+// emit runs the command in-process with the given arguments and stdin.
+func emit(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, args, strings.NewReader(stdin), &stdout, &stderr)
+	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// outboxWithSink starts a bare outbox with one sink's consumer, so the
+// interest-retention stream keeps what is emitted; it returns the URL and a
+// JetStream handle to inspect the stream.
+func outboxWithSink(t *testing.T, limits outbox.Limits) (string, jetstream.JetStream) {
+	t.Helper()
+	srv, js := testutil.StartOutbox(t, limits)
+	if _, err := delivery.EnsureConsumer(context.Background(), js, "probe", time.Minute, 100000); err != nil {
+		t.Fatal(err)
+	}
+	return srv.ClientURL(), js
+}
+
+// storedIDs returns the ids of the events in the outbox stream, in order.
+func storedIDs(t *testing.T, js jetstream.JetStream) []string {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, outbox.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{}
+	if info.State.Msgs == 0 {
+		return ids
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("read stream message %d: %v", seq, err)
+		}
+		var e struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(m.Data, &e); err != nil {
+			t.Fatalf("stream message %d is not an envelope: %s", seq, m.Data)
+		}
+		ids = append(ids, e.ID)
+	}
+	return ids
+}
+
+// oneErrorLine checks that stderr is exactly one "emit: ..." line that
+// contains want.
+func oneErrorLine(t *testing.T, r result, want string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "emit: ") || !strings.HasSuffix(r.stderr, "\n") {
+		t.Errorf("stderr should be one line starting with \"emit: \": %q", r.stderr)
+	}
+	if !strings.Contains(r.stderr, want) {
+		t.Errorf("stderr %q does not mention %q", r.stderr, want)
+	}
+}
+
+func TestEmitPrintsNewUUIDAndEventReachesSink(t *testing.T) {
+	rcv := testutil.NewReceiver(t)
+	n := testutil.StartNode(t, "node_id: emit-node\nsinks:\n  - name: audit\n    type: webhook\n    url: "+rcv.URL()+"\n", nil)
+
+	r := emit(t, "", "--url", n.URL(), "--type", "VOLUME_CREATE", "--key", "gv1", "--level", "INFO", "--data", `{"name":"gv1"}`)
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("emit: %v; want exit 0 and nothing on stderr", r)
+	}
+	id := strings.TrimSuffix(r.stdout, "\n")
+	if !uuidV7.MatchString(id) || r.stdout != id+"\n" {
+		t.Fatalf("stdout = %q, want exactly one UUIDv7 line", r.stdout)
+	}
+
+	testutil.Eventually(t, waitFor, func() bool { return rcv.Seen(id) == 1 }, "event %s delivered", id)
+	var got struct {
+		ID    string          `json:"id"`
+		Type  string          `json:"type"`
+		Key   string          `json:"key"`
+		Level string          `json:"level"`
+		Data  json.RawMessage `json:"data"`
+	}
+	body := rcv.Requests()[0].Body
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatalf("delivered body %s: %v", body, err)
+	}
+	if got.ID != id || got.Type != "VOLUME_CREATE" || got.Key != "gv1" || got.Level != "INFO" || string(got.Data) != `{"name":"gv1"}` {
+		t.Errorf("delivered event = %s, want the emitted one with id %s", body, id)
+	}
+}
+
+func TestEmitSameIDTwiceStoresOnce(t *testing.T) {
+	url, js := outboxWithSink(t, outbox.Limits{})
+	for i := range 2 {
+		r := emit(t, "", "--url", url, "--id", "vol-create-42", "--type", "VOLUME_CREATE")
+		if r.code != 0 || r.stdout != "vol-create-42\n" || r.stderr != "" {
+			t.Fatalf("emit #%d: %v; want exit 0 and the given id", i+1, r)
+		}
+	}
+	if got := storedIDs(t, js); !slices.Equal(got, []string{"vol-create-42"}) {
+		t.Errorf("stored %v, want the event once", got)
+	}
+}
+
+func TestEmitRejectsBadInputWithOneLineMessage(t *testing.T) {
+	url, js := outboxWithSink(t, outbox.Limits{})
+	big := `"` + strings.Repeat("x", 500) + `"`
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"data that is not JSON", []string{"--type", "T", "--data", `{"name":`}, 2, "--data is not valid JSON"},
+		{"no type and no file", []string{"--key", "gv1"}, 2, "--type is required"},
+		{"both file and type", []string{"--file", "-", "--type", "T"}, 2, "either --file or --type, not both"},
+		{"positional argument", []string{"--type", "T", "extra"}, 2, `unexpected argument "extra"`},
+		{"undefined flag", []string{"--type", "T", "--colour", "red"}, 2, "colour"},
+		{"level not known", []string{"--type", "T", "--level", "LOUD"}, 2, `level "LOUD"`},
+		{"state not known", []string{"--type", "T", "--state", "Finished"}, 2, `state "Finished"`},
+		{"type with spaces", []string{"--type", "VOLUME CREATE"}, 2, `type "VOLUME CREATE"`},
+		{"type with a wildcard", []string{"--type", "VOLUME.*"}, 2, `type "VOLUME.*"`},
+		{"id with spaces", []string{"--type", "T", "--id", "a b"}, 2, `id "a b"`},
+		{"event above max size", []string{"--type", "T", "--max-event-size", "300", "--data", big}, 1, "event too large"},
+		{"file that does not exist", []string{"--file", filepath.Join(t.TempDir(), "missing.jsonl")}, 1, "no such file"},
+		{"unreachable outbox", []string{"--url", "nats://127.0.0.1:1", "--timeout", "1s", "--type", "T"}, 1, "outbox unreachable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// --url comes first so that a case may override it.
+			r := emit(t, "", append([]string{"--url", url}, tt.args...)...)
+			if r.code != tt.code {
+				t.Errorf("exit code = %d, want %d (%v)", r.code, tt.code, r)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout = %q, want nothing", r.stdout)
+			}
+			oneErrorLine(t, r, tt.want)
+		})
+	}
+	if got := storedIDs(t, js); len(got) != 0 {
+		t.Errorf("rejected input stored events %v", got)
+	}
+}
+
+func TestEmitUnreachableOutboxFailsWithinTimeout(t *testing.T) {
+	start := time.Now()
+	r := emit(t, "", "--url", "nats://127.0.0.1:1", "--timeout", "1s", "--type", "T")
+	if r.code != 1 {
+		t.Errorf("exit code = %d, want 1 (%v)", r.code, r)
+	}
+	oneErrorLine(t, r, "nats://127.0.0.1:1")
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took %s with --timeout 1s", took)
+	}
+}
+
+func TestEmitIntoFullOutboxReportsOutboxFull(t *testing.T) {
+	url, js := outboxWithSink(t, outbox.Limits{MaxBytes: 8 << 10})
+	data := `"` + strings.Repeat("x", 200) + `"`
+	var r result
+	ok := 0
+	for range 1000 {
+		r = emit(t, "", "--url", url, "--type", "T", "--data", data)
+		if r.code != 0 {
+			break
+		}
+		ok++
+	}
+	if r.code != 1 {
+		t.Fatalf("after %d events: %v; want exit 1 once the outbox is full", ok, r)
+	}
+	if ok == 0 {
+		t.Errorf("the first event was refused; the outbox should have taken some")
+	}
+	oneErrorLine(t, r, "outbox full")
+	if got := len(storedIDs(t, js)); got != ok {
+		t.Errorf("stored %d events, want the %d acknowledged ones", got, ok)
+	}
+}
+
+func TestEmitURLDefaultsToCourierURL(t *testing.T) {
+	url, js := outboxWithSink(t, outbox.Limits{})
+	t.Setenv("COURIER_URL", url)
+	r := emit(t, "", "--id", "from-env", "--type", "T")
+	if r.code != 0 || r.stdout != "from-env\n" {
+		t.Fatalf("emit without --url: %v; want it stored at $COURIER_URL", r)
+	}
+	if got := storedIDs(t, js); !slices.Equal(got, []string{"from-env"}) {
+		t.Errorf("stored %v, want [from-env]", got)
+	}
+}
+
+func TestEmitFlagURLOverridesCourierURL(t *testing.T) {
+	url, js := outboxWithSink(t, outbox.Limits{})
+	t.Setenv("COURIER_URL", "nats://127.0.0.1:1")
+	r := emit(t, "", "--url", url, "--id", "from-flag", "--type", "T")
+	if r.code != 0 {
+		t.Fatalf("emit with --url: %v", r)
+	}
+	if got := storedIDs(t, js); !slices.Equal(got, []string{"from-flag"}) {
+		t.Errorf("stored %v, want [from-flag]", got)
+	}
+}
+
+func TestEmitFileFromStdin(t *testing.T) {
+	tests := []struct {
+		name       string
+		stdin      string
+		code       int
+		wantStored []string
+		wantStderr []string
+	}{
+		{
+			name:       "every line stored",
+			stdin:      `{"id":"f-1","type":"VOLUME_CREATE","data":{"name":"gv1"}}` + "\n" + `{"id":"f-2","type":"VOLUME_START"}` + "\n" + `{"id":"f-3","type":"VOLUME_STOP","level":"WARN"}` + "\n",
+			wantStored: []string{"f-1", "f-2", "f-3"},
+			wantStderr: []string{"emit: 3 stored, 0 already stored (duplicates), 0 failed"},
+		},
+		{
+			name:       "blank lines skipped",
+			stdin:      "\n" + `{"id":"b-1","type":"T"}` + "\n\n\n" + `{"id":"b-2","type":"T"}` + "\r\n\r\n",
+			wantStored: []string{"b-1", "b-2"},
+			wantStderr: []string{"emit: 2 stored"},
+		},
+		{
+			name:       "last line without newline",
+			stdin:      `{"id":"n-1","type":"T"}` + "\n" + `{"id":"n-2","type":"T"}`,
+			wantStored: []string{"n-1", "n-2"},
+			wantStderr: []string{"emit: 2 stored"},
+		},
+		{
+			name:       "the same id twice is stored once",
+			stdin:      `{"id":"d-1","type":"T"}` + "\n" + `{"id":"d-1","type":"T"}` + "\n",
+			wantStored: []string{"d-1"},
+			wantStderr: []string{"emit: 1 stored, 1 already stored (duplicates), 0 failed"},
+		},
+		{
+			name:       "malformed line 3 stops after lines 1 and 2",
+			stdin:      `{"id":"m-1","type":"T"}` + "\n" + `{"id":"m-2","type":"T"}` + "\n" + `{"id":"m-3","type":` + "\n" + `{"id":"m-4","type":"T"}` + "\n",
+			code:       1,
+			wantStored: []string{"m-1", "m-2"},
+			wantStderr: []string{"emit: line 3: ", "stopping here", "emit: 2 stored"},
+		},
+		{
+			name:       "line numbers count blank lines",
+			stdin:      `{"id":"l-1","type":"T"}` + "\n\n" + `not json` + "\n",
+			code:       1,
+			wantStored: []string{"l-1"},
+			wantStderr: []string{"emit: line 3: "},
+		},
+		{
+			name:       "unknown field rejected",
+			stdin:      `{"id":"u-1","type":"T","colour":"red"}` + "\n",
+			code:       1,
+			wantStored: []string{},
+			wantStderr: []string{"emit: line 1: ", `unknown field "colour"`},
+		},
+		{
+			name:       "trailing data after the object rejected",
+			stdin:      `{"id":"t-1","type":"T"} {"id":"t-2","type":"T"}` + "\n",
+			code:       1,
+			wantStored: []string{},
+			wantStderr: []string{"emit: line 1: ", "trailing data"},
+		},
+		{
+			name:       "invalid envelope names its line",
+			stdin:      `{"id":"v-1","type":"T"}` + "\n" + `{"id":"v-2","type":"BAD TYPE"}` + "\n",
+			code:       1,
+			wantStored: []string{"v-1"},
+			wantStderr: []string{"emit: line 2: ", `type "BAD TYPE"`},
+		},
+		{
+			name:       "empty input stores nothing",
+			stdin:      "",
+			wantStored: []string{},
+			wantStderr: []string{"emit: 0 stored, 0 already stored (duplicates), 0 failed"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url, js := outboxWithSink(t, outbox.Limits{})
+			r := emit(t, tt.stdin, "--url", url, "--file", "-")
+			if r.code != tt.code {
+				t.Errorf("exit code = %d, want %d (%v)", r.code, tt.code, r)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout = %q, want nothing: the summary goes to stderr", r.stdout)
+			}
+			for _, want := range tt.wantStderr {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("stderr %q does not contain %q", r.stderr, want)
+				}
+			}
+			if strings.Contains(r.stderr, "panic") {
+				t.Errorf("stderr mentions a panic: %q", r.stderr)
+			}
+			if got := storedIDs(t, js); !slices.Equal(got, tt.wantStored) {
+				t.Errorf("stored %v, want %v", got, tt.wantStored)
+			}
+		})
+	}
+}
+
+func TestEmitFileFromPath(t *testing.T) {
+	url, js := outboxWithSink(t, outbox.Limits{})
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	var b strings.Builder
+	var want []string
+	for i := range 50 {
+		id := fmt.Sprintf("p-%02d", i)
+		want = append(want, id)
+		fmt.Fprintf(&b, `{"id":%q,"type":"VOLUME_CREATE","key":"gv%d"}`+"\n", id, i%3)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := emit(t, "", "--url", url, "--file", path)
+	if r.code != 0 || !strings.Contains(r.stderr, "emit: 50 stored, 0 already stored (duplicates), 0 failed") {
+		t.Fatalf("emit --file: %v; want exit 0 and 50 stored", r)
+	}
+	if got := storedIDs(t, js); !slices.Equal(got, want) {
+		t.Errorf("stored %v, want %v in file order", got, want)
+	}
+
+	// Emitting the file again after a failure is safe: nothing is stored twice.
+	r = emit(t, "", "--url", url, "--file", path)
+	if r.code != 0 || !strings.Contains(r.stderr, "emit: 0 stored, 50 already stored (duplicates), 0 failed") {
+		t.Fatalf("emit --file again: %v; want every event reported as a duplicate", r)
+	}
+	if got := len(storedIDs(t, js)); got != 50 {
+		t.Errorf("stored %d events after emitting the file twice, want 50", got)
+	}
+}
+
+func TestEmitFileLineAboveMaxEventSizeIsRejected(t *testing.T) {
+	url, js := outboxWithSink(t, outbox.Limits{})
+	stdin := `{"id":"s-1","type":"T"}` + "\n" +
+		`{"id":"s-2","type":"T","data":"` + strings.Repeat("x", 2000) + `"}` + "\n"
+	r := emit(t, stdin, "--url", url, "--max-event-size", "1000", "--file", "-")
+	if r.code == 0 {
+		t.Fatalf("emit: %v; want a non-zero exit for the oversized line", r)
+	}
+	if !strings.Contains(r.stderr, "line 2") || !strings.Contains(r.stderr, "event too large") {
+		t.Errorf("stderr %q should name line 2 and say the event is too large", r.stderr)
+	}
+	if got := storedIDs(t, js); !slices.Equal(got, []string{"s-1"}) {
+		t.Errorf("stored %v, want [s-1]", got)
+	}
+}
+
+func TestEmitFileReportsEveryLineStoredToSink(t *testing.T) {
+	rcv := testutil.NewReceiver(t)
+	n := testutil.StartNode(t, "sinks:\n  - name: audit\n    type: webhook\n    url: "+rcv.URL()+"\n", nil)
+	var b strings.Builder
+	for i := range 20 {
+		fmt.Fprintf(&b, `{"id":"r-%02d","type":"VOLUME_CREATE"}`+"\n", i)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"--url", n.URL(), "--file", "-"}, strings.NewReader(b.String()), &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	testutil.Eventually(t, waitFor, func() bool { return rcv.Distinct() == 20 }, "20 events delivered, have %d", rcv.Distinct())
+	for i := range 20 {
+		if id := fmt.Sprintf("r-%02d", i); rcv.Seen(id) != 1 {
+			t.Errorf("event %s delivered %d times, want 1", id, rcv.Seen(id))
+		}
+	}
+}
+
+// errReader fails after its data, as a broken pipe or disk would.
+type errReader struct{ data io.Reader }
+
+func (r errReader) Read(p []byte) (int, error) {
+	n, err := r.data.Read(p)
+	if errors.Is(err, io.EOF) {
+		return n, errors.New("read error: device gone")
+	}
+	return n, err
+}
+
+func TestEmitFileReadErrorExitsNonZeroAfterStoringEarlierLines(t *testing.T) {
+	url, js := outboxWithSink(t, outbox.Limits{})
+	in := errReader{strings.NewReader(`{"id":"e-1","type":"T"}` + "\n")}
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"--url", url, "--file", "-"}, in, &stdout, &stderr)
+	if code == 0 {
+		t.Fatalf("exit 0 despite a read error; stderr %q", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "device gone") {
+		t.Errorf("stderr %q should carry the read error", stderr.String())
+	}
+	if got := storedIDs(t, js); !slices.Equal(got, []string{"e-1"}) {
+		t.Errorf("stored %v, want [e-1]", got)
+	}
+}
+
+func TestEmitFileSkipsWhitespaceOnlyLines(t *testing.T) {
+	url, js := outboxWithSink(t, outbox.Limits{})
+	stdin := `{"id":"w-1","type":"T"}` + "\n  \t\n" + `{"id":"w-2","type":"T"}` + "\n"
+	r := emit(t, stdin, "--url", url, "--file", "-")
+	if r.code != 0 {
+		t.Errorf("exit code = %d, want 0: %v", r.code, r)
+	}
+	if got := storedIDs(t, js); !slices.Equal(got, []string{"w-1", "w-2"}) {
+		t.Errorf("stored %v, want [w-1 w-2]", got)
+	}
+}
+
+func TestEmitHelpPrintsUsageToGivenWriters(t *testing.T) {
+	r := emit(t, "", "--help")
+	if r.code != 0 {
+		t.Errorf("exit code = %d, want 0 for --help", r.code)
+	}
+	if !strings.Contains(r.stdout+r.stderr, "-type") {
+		t.Errorf("--help printed no usage to the given writers: %v", r)
+	}
+}
+
+func TestEmitNonPositiveTimeoutIsAUsageError(t *testing.T) {
+	for _, timeout := range []string{"0", "-1s"} {
+		t.Run(timeout, func(t *testing.T) {
+			url, js := outboxWithSink(t, outbox.Limits{})
+			r := emit(t, "", "--url", url, "--timeout", timeout, "--id", "t-1", "--type", "T")
+			if r.code != 2 {
+				t.Errorf("exit code = %d, want 2 (%v)", r.code, r)
+			}
+			oneErrorLine(t, r, "--timeout")
+			if got := storedIDs(t, js); len(got) != 0 {
+				t.Errorf("stored %v after a usage error", got)
+			}
+		})
+	}
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Courier quick start: builds nothing itself (make run builds first), then
+# starts the example webhook receiver and a worker with the embedded outbox,
+# emits a few Gluster-style events and shows them delivered. Everything runs
+# from ./quickstart and is stopped at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export QUICKSTART_DIR="$PWD/quickstart"
+export QUICKSTART_OUTBOX_PORT="${QUICKSTART_OUTBOX_PORT:-4244}"
+export QUICKSTART_RECEIVER_PORT="${QUICKSTART_RECEIVER_PORT:-9000}"
+export QUICKSTART_TOKEN="quickstart-token"
+export COURIER_URL="nats://127.0.0.1:${QUICKSTART_OUTBOX_PORT}"
+CONFIG=examples/quickstart.yaml
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in "$QUICKSTART_OUTBOX_PORT" "$QUICKSTART_RECEIVER_PORT"; do
+	if port_busy "$p"; then
+		echo "quickstart: port $p is in use; set QUICKSTART_OUTBOX_PORT / QUICKSTART_RECEIVER_PORT" >&2
+		exit 1
+	fi
+done
+
+rm -rf "$QUICKSTART_DIR"
+mkdir -p "$QUICKSTART_DIR"
+pids=()
+cleanup() {
+	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# wait_for FILE PATTERN COUNT SECONDS: until FILE has COUNT lines matching.
+wait_for() {
+	local deadline=$((SECONDS + $4))
+	local n
+	while n=$(grep -c -- "$2" "$1" 2>/dev/null || true); [ "${n:-0}" -lt "$3" ]; do
+		if [ "$SECONDS" -ge "$deadline" ]; then
+			echo "quickstart: timed out waiting for '$2' in $1:" >&2
+			cat "$1" >&2
+			exit 1
+		fi
+		sleep 0.1
+	done
+}
+
+echo "== starting the example webhook receiver on :$QUICKSTART_RECEIVER_PORT"
+bin/receiver --listen "127.0.0.1:$QUICKSTART_RECEIVER_PORT" --token "$QUICKSTART_TOKEN" >"$QUICKSTART_DIR/receiver.log" 2>&1 &
+pids+=($!)
+
+echo "== starting the worker (embedded JetStream outbox on $COURIER_URL)"
+bin/worker check --config "$CONFIG"
+bin/worker run --config "$CONFIG" 2>"$QUICKSTART_DIR/worker.log" &
+worker_pid=$!
+pids+=("$worker_pid")
+wait_for "$QUICKSTART_DIR/worker.log" "worker started" 1 30
+wait_for "$QUICKSTART_DIR/receiver.log" "receiver listening" 1 10
+
+echo "== emitting events (each command returns once the event is fsynced in the outbox)"
+bin/emit --type VOLUME_CREATE --key gv1 --data '{"name":"gv1"}'
+bin/emit --type PEER_DETACH --data '{"host":"server3.example.com"}'
+bin/emit --file examples/events.jsonl
+
+# 5 of the 6 events match the sink's filter (VOLUME_*, PEER_*).
+wait_for "$QUICKSTART_DIR/receiver.log" "^received" 5 30
+echo "== the receiver got (Gluster format: nodeid, ts, event, message):"
+grep '^received' "$QUICKSTART_DIR/receiver.log"
+
+echo "== webhook-test, as in gluster-eventsapi:"
+bin/worker sinks test --config "$CONFIG" gluster-webhook
+
+echo "== dead letters of the sink (none expected):"
+bin/worker dlq list --config "$CONFIG" --sink gluster-webhook
+
+echo "== stopping the worker (SIGTERM: in-flight deliveries finish first)"
+kill -TERM "$worker_pid"
+wait "$worker_pid"
+echo "quickstart: done. Logs and data are in $QUICKSTART_DIR"

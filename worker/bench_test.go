@@ -1,0 +1,83 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/internal/testutil"
+	"github.com/courierhq/courier/outbox"
+)
+
+// e2eRun emits n events (paced at rate per second, or as fast as the outbox
+// takes them when rate is 0) through a node with fsync-before-ack and one
+// webhook sink answering 200, and waits until the receiver has them all.
+// It reports events/s from the first emit to the last receipt, and the
+// emit-to-receipt latency percentiles.
+func e2eRun(b *testing.B, n, rate int) {
+	rcv := testutil.NewReceiver(b)
+	node := testutil.StartNode(b, "sinks:\n  - name: bench\n    type: webhook\n    url: "+rcv.URL()+"\n    concurrency: 64\n", nil)
+	pub := node.Publisher(b)
+	var emitted sync.Map // id -> time.Time
+	data := []byte(`{"name":"` + string(make([]byte, 0)) + `gv1","note":"` + fmt.Sprintf("%0120d", 0) + `"}`)
+
+	b.ResetTimer()
+	start := time.Now()
+	var interval time.Duration
+	if rate > 0 {
+		interval = time.Second / time.Duration(rate)
+	}
+	var last *outbox.Pending
+	for i := range n {
+		if interval > 0 {
+			if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+				time.Sleep(d) // pacing the offered load, not synchronisation
+			}
+		}
+		id := fmt.Sprintf("bench-%08d", i)
+		emitted.Store(id, time.Now())
+		pe, err := pub.EmitAsync(context.Background(), event.Envelope{ID: id, Type: "VOLUME_CREATE", Data: data})
+		if err != nil {
+			b.Fatal(err)
+		}
+		last = pe
+	}
+	if _, err := last.Wait(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	testutil.Eventually(b, 5*time.Minute, func() bool { return rcv.Distinct() >= n }, "all %d events received", n)
+	elapsed := time.Since(start)
+	b.StopTimer()
+
+	lat := make([]time.Duration, 0, n)
+	for _, d := range rcv.Requests() {
+		if t0, ok := emitted.LoadAndDelete(d.ID); ok {
+			lat = append(lat, d.At.Sub(t0.(time.Time)))
+		}
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkEndToEndWebhook: emit -> durable outbox -> webhook 200, as fast
+// as it goes (throughput; latency then includes queueing).
+func BenchmarkEndToEndWebhook(b *testing.B) {
+	for range b.N {
+		e2eRun(b, 50000, 0)
+	}
+}
+
+// BenchmarkEndToEndWebhookAt1k: the same at 1000 events/s offered, for
+// latency under a steady, unsaturated load.
+func BenchmarkEndToEndWebhookAt1k(b *testing.B) {
+	for range b.N {
+		e2eRun(b, 3000, 1000)
+	}
+}
