@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -87,10 +88,16 @@ func (p *Pending) finish(err error, dup bool) {
 	})
 }
 
+// batch is what one acknowledgement answers: one event, or an atomic batch.
 type batch struct {
 	items []*Pending
 	timer *time.Timer
+	group *group
 }
+
+// group is what the sender sent at once; it holds one in-flight slot until
+// all its batches are answered.
+type group struct{ left atomic.Int32 }
 
 // PublisherOption configures a Publisher.
 type PublisherOption func(*Publisher)
@@ -257,11 +264,32 @@ func (p *Publisher) send() {
 
 // publish sends one batch: a plain publish for a single event, a JetStream
 // atomic batch for several. The reply arrives in onAck.
+//
+// An atomic batch has a fixed cost (JetStream stages it in a store of its
+// own before committing it with one fsync); below minAtomicBatch events it
+// is cheaper to pipeline single publishes, each fsynced on its own.
 func (p *Publisher) publish(items []*Pending) {
+	g := &group{}
+	if len(items) >= minAtomicBatch {
+		g.left.Store(1)
+		p.send1(items, g)
+		return
+	}
+	g.left.Store(int32(len(items)))
+	for i := range items {
+		p.send1(items[i:i+1], g)
+	}
+}
+
+// minAtomicBatch is where an atomic batch starts to beat single publishes
+// (measured on a 2-core machine with fsync before acknowledgement).
+const minAtomicBatch = 32
+
+func (p *Publisher) send1(items []*Pending, g *group) {
 	p.mu.Lock()
 	p.nextID++
 	token := strconv.FormatUint(p.nextID, 36)
-	b := &batch{items: items}
+	b := &batch{items: items, group: g}
 	p.waiting[token] = b
 	b.timer = time.AfterFunc(p.ackTimeout, func() { p.resolve(token, nil, fmt.Errorf("%w within %s", ErrNoAck, p.ackTimeout)) })
 	p.mu.Unlock()
@@ -318,7 +346,11 @@ func (p *Publisher) resolve(token string, ack *pubAck, err error) {
 		return
 	}
 	b.timer.Stop()
-	defer func() { <-p.inflight }()
+	defer func() {
+		if b.group.left.Add(-1) == 0 {
+			<-p.inflight
+		}
+	}()
 	if err == nil || len(b.items) == 1 || errors.Is(err, ErrNoAck) || errors.Is(err, ErrNoStream) {
 		dup := err == nil && ack.Duplicate && len(b.items) == 1
 		for _, pe := range b.items {
