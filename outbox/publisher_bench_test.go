@@ -21,13 +21,7 @@ var payload256 = json.RawMessage(`{"name":"` + strings.Repeat("v", 120) + `"}`)
 func BenchmarkEmitDurable(b *testing.B) {
 	for _, producers := range []int{1, 64} {
 		b.Run(map[int]string{1: "producers=1", 64: "producers=64"}[producers], func(b *testing.B) {
-			srv, js := testutil.StartOutbox(b, outbox.Limits{})
-			withSinkB(b, js)
-			p, err := outbox.Dial(context.Background(), srv.ClientURL(), 0)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer p.Close()
+			p := benchPublisher(b)
 			b.SetParallelism(max(producers/runtime.GOMAXPROCS(0), 1))
 			b.ResetTimer()
 			runProducers(b, producers, func() error {
@@ -42,15 +36,12 @@ func BenchmarkEmitDurable(b *testing.B) {
 // BenchmarkEmitAsync measures one producer streaming events without
 // waiting for each (as emit --file does), fsync before acknowledgement.
 func BenchmarkEmitAsync(b *testing.B) {
-	srv, js := testutil.StartOutbox(b, outbox.Limits{})
-	withSinkB(b, js)
-	p, err := outbox.Dial(context.Background(), srv.ClientURL(), 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Close()
+	p := benchPublisher(b)
 	b.ResetTimer()
-	var last *outbox.Pending
+	var (
+		last *outbox.Pending
+		err  error
+	)
 	for range b.N {
 		if last, err = p.EmitAsync(context.Background(), event.Envelope{Type: "VOLUME_CREATE", Data: payload256}); err != nil {
 			b.Fatal(err)
@@ -79,4 +70,17 @@ func runProducers(b *testing.B, producers int, emit func() error) {
 			}
 		}
 	})
+}
+
+// benchPublisher starts a durable outbox with one consumer (so events are
+// kept) and returns a publisher on it.
+func benchPublisher(b *testing.B) *outbox.Publisher {
+	srv, js := testutil.StartOutbox(b, outbox.Limits{})
+	withSinkB(b, js)
+	p, err := outbox.Dial(context.Background(), srv.ClientURL(), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(p.Close)
+	return p
 }

@@ -201,8 +201,13 @@ func sinksTestCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	return tw.Flush()
 }
 
-// deadLetters connects to the configured outbox for the dlq commands.
-func deadLetters(ctx context.Context, cfg *config.File) (*outbox.DeadLetters, func(), error) {
+// deadLetters loads the configuration and connects to its outbox for the
+// dlq commands.
+func deadLetters(ctx context.Context, cfgPath string) (*outbox.DeadLetters, func(), error) {
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return nil, nil, err
+	}
 	nc, err := outbox.Connect(ctx, worker.ClientURL(cfg.Outbox), "courier-worker-cli", 5*time.Second)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w (is the worker running?)", err)
@@ -226,11 +231,7 @@ func dlqListCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if *sink == "" {
 		return usageError{"dlq list: --sink is required"}
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	dlq, closeFn, err := deadLetters(ctx, cfg)
+	dlq, closeFn, err := deadLetters(ctx, *cfgPath)
 	if err != nil {
 		return err
 	}
@@ -274,11 +275,7 @@ func dlqReplayCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if *sink == "" || (*all == (len(ids) > 0)) {
 		return usageError{"dlq replay: give --sink and either --id ID (repeatable) or --all"}
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	dlq, closeFn, err := deadLetters(ctx, cfg)
+	dlq, closeFn, err := deadLetters(ctx, *cfgPath)
 	if err != nil {
 		return err
 	}
