@@ -27,6 +27,7 @@ type File struct {
 	DataDir string `yaml:"data_dir"`
 	Log     Log    `yaml:"log"`
 	Outbox  Outbox `yaml:"outbox"`
+	Admin   Admin  `yaml:"admin"`
 	// ShutdownTimeout bounds how long in-flight deliveries may finish on
 	// SIGTERM before they are handed back to the outbox.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -37,6 +38,13 @@ type File struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
 	Format string `yaml:"format"` // json, text, or auto (text on a terminal)
+}
+
+// Admin configures the worker's HTTP endpoint for /metrics (Prometheus),
+// /healthz and /readyz.
+type Admin struct {
+	// Listen is host:port, or "off".
+	Listen string `yaml:"listen"`
 }
 
 // Outbox configures the outbox.
@@ -74,6 +82,7 @@ type Sink struct {
 // Defaults.
 const (
 	DefaultListen          = "127.0.0.1:4244"
+	DefaultAdminListen     = "127.0.0.1:9464"
 	DefaultDataDir         = "./data"
 	DefaultMaxAge          = 30 * 24 * time.Hour
 	DefaultMaxBytes        = 10 << 30
@@ -284,6 +293,9 @@ func (f *File) setDefaults() {
 	}
 	if f.DataDir == "" {
 		f.DataDir = DefaultDataDir
+	}
+	if f.Admin.Listen == "" {
+		f.Admin.Listen = DefaultAdminListen
 	}
 	if f.Log.Level == "" {
 		f.Log.Level = "info"

@@ -6,14 +6,22 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/retry"
 	"github.com/courierhq/courier/sinks"
@@ -34,6 +42,9 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Node is recorded in dead letters.
 	Node string
+	// Tracer and Meter receive the loop's spans and metrics (nil: none).
+	Tracer trace.TracerProvider
+	Meter  metric.MeterProvider
 }
 
 // Stats are a loop's running totals.
@@ -52,6 +63,7 @@ type Loop struct {
 	log   *slog.Logger
 	now   func() time.Time
 	stats Stats
+	tel   telemetry
 }
 
 const (
@@ -61,7 +73,7 @@ const (
 )
 
 // NewLoop returns a loop over cons for the configured sink.
-func NewLoop(cfg Config, cons jetstream.Consumer, dlq *outbox.DeadLetters, log *slog.Logger) *Loop {
+func NewLoop(cfg Config, cons jetstream.Consumer, dlq *outbox.DeadLetters, log *slog.Logger) (*Loop, error) {
 	cfg.Concurrency = max(cfg.Concurrency, 1)
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = time.Minute
@@ -69,7 +81,11 @@ func NewLoop(cfg Config, cons jetstream.Consumer, dlq *outbox.DeadLetters, log *
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 10 * time.Second
 	}
-	return &Loop{cfg: cfg, cons: cons, dlq: dlq, log: log.With("sink", cfg.Name), now: time.Now}
+	tel, err := newTelemetry(cfg.Tracer, cfg.Meter)
+	if err != nil {
+		return nil, err
+	}
+	return &Loop{cfg: cfg, cons: cons, dlq: dlq, log: log.With("sink", cfg.Name), now: time.Now, tel: tel}, nil
 }
 
 // Stats returns the loop's counters.
@@ -175,29 +191,65 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	if !l.cfg.Filter.Match(env.Type) {
 		l.stats.Filtered.Add(1)
+		l.tel.count(ctx, l.cfg.Name, outcomeFiltered)
 		l.ack(msg, &env)
 		return
 	}
 	attempt := int(md.NumDelivered)
+
+	// One consumer span per attempt, continuing the producer's trace from
+	// the event's headers; the sink's own client span and the receiver's
+	// spans hang below it.
+	ctx = observability.Propagator().Extract(ctx, headerCarrier(msg.Headers()))
+	ctx, span := l.tel.tracer.Start(ctx, "process "+l.cfg.Name, trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			semconv.MessagingSystemKey.String("nats"),
+			semconv.MessagingOperationTypeProcess,
+			semconv.MessagingDestinationName(outbox.StreamEvents),
+			semconv.MessagingConsumerGroupName(ConsumerName(l.cfg.Name)),
+			semconv.MessagingMessageID(env.ID),
+			attribute.String("courier.sink", l.cfg.Name),
+			attribute.String("courier.event.type", env.Type),
+			attribute.Int("courier.delivery.attempt", attempt),
+		))
+	defer span.End()
+
+	start := l.now()
 	sendCtx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
 	err = l.cfg.Sink.Send(sendCtx, &env)
 	cancel()
 	if err != nil && ctx.Err() != nil {
 		// Shutting down: this was not a fair attempt. Hand it back at once.
+		span.SetAttributes(attribute.String("courier.delivery.outcome", outcomeInterrupted))
 		_ = msg.Nak()
 		return
 	}
-	d := Decide(l.cfg.Policy, attempt, md.Timestamp, l.now(), err)
+	now := l.now()
+	d := Decide(l.cfg.Policy, attempt, md.Timestamp, now, err)
 	log := l.log.With("event_id", env.ID, "event_type", env.Type, "attempt", attempt)
+	outcome := map[Action]string{Ack: outcomeDelivered, Retry: outcomeRetried, DeadLetter: outcomeDeadLettered}[d.Action]
+	span.SetAttributes(attribute.String("courier.delivery.outcome", outcome))
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		if st := retry.Classify(err).Status; st != 0 {
+			span.SetAttributes(attribute.Int("http.response.status_code", st))
+		}
+	}
+	l.tel.attemptDone(ctx, l.cfg.Name, outcome, now.Sub(start))
 	switch d.Action {
 	case Ack:
 		l.stats.Delivered.Add(1)
+		l.tel.count(ctx, l.cfg.Name, outcomeDelivered)
+		l.tel.latency.Record(ctx, now.Sub(env.Time).Seconds(), metric.WithAttributes(attribute.String("sink", l.cfg.Name)))
 		l.ack(msg, &env)
 	case Retry:
 		l.stats.Retried.Add(1)
-		log.Warn("delivery failed; will retry", "err", err, "retry_in", d.Delay.Round(time.Millisecond))
+		l.tel.count(ctx, l.cfg.Name, outcomeRetried)
+		span.SetAttributes(attribute.String("courier.delivery.retry_in", d.Delay.String()))
+		log.WarnContext(ctx, "delivery failed; will retry", "err", err, "retry_in", d.Delay.Round(time.Millisecond))
 		if err := msg.NakWithDelay(d.Delay); err != nil {
-			log.Warn("could not schedule retry; the outbox redelivers after the ack wait", "err", err)
+			log.WarnContext(ctx, "could not schedule retry; the outbox redelivers after the ack wait", "err", err)
 		}
 	case DeadLetter:
 		l.deadLetter(ctx, msg, md, &env, d.Reason, err, log)
@@ -225,12 +277,15 @@ func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.
 	defer cancel()
 	if err := l.dlq.Put(putCtx, dl); err != nil {
 		delay := l.cfg.Policy.Delay(attempt)
-		log.Error("could not store dead letter; keeping the event in the outbox and retrying", "err", err, "retry_in", delay)
+		log.ErrorContext(ctx, "could not store dead letter; keeping the event in the outbox and retrying", "err", err, "retry_in", delay)
 		_ = msg.NakWithDelay(delay)
 		return
 	}
 	l.stats.DeadLettered.Add(1)
-	log.Error("event dead-lettered", "reason", reason, "err", cause, "status", ce.Status)
+	l.tel.count(ctx, l.cfg.Name, outcomeDeadLettered)
+	trace.SpanFromContext(ctx).AddEvent("dead_lettered", trace.WithAttributes(
+		attribute.String("courier.dead_letter.reason", reason), attribute.Int("courier.delivery.attempt", attempt)))
+	log.ErrorContext(ctx, "event dead-lettered", "reason", reason, "err", cause, "status", ce.Status)
 	if err := msg.TermWithReason("dead-lettered: " + reason); err != nil {
 		log.Warn("terminate after dead-lettering failed; the event may be dead-lettered twice", "err", err)
 	}
@@ -254,4 +309,16 @@ func (l *Loop) settleUndecodable(ctx context.Context, msg jetstream.Msg, md *jet
 func jsonString(b []byte) json.RawMessage {
 	s, _ := json.Marshal(string(b))
 	return s
+}
+
+// headerCarrier reads trace context from NATS headers, whose keys are
+// case-sensitive (unlike HTTP's).
+func headerCarrier(h nats.Header) propagation.MapCarrier {
+	c := propagation.MapCarrier{}
+	for k, v := range h {
+		if len(v) > 0 {
+			c[strings.ToLower(k)] = v[0]
+		}
+	}
+	return c
 }

@@ -12,8 +12,15 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/observability"
 )
 
 // Publisher is the producer API: it stores events in the outbox and reports
@@ -28,6 +35,7 @@ import (
 type Publisher struct {
 	nc           *nats.Conn
 	ownsConn     bool
+	tracer       trace.Tracer
 	node         string
 	maxEventSize int
 	maxBatch     int
@@ -51,6 +59,8 @@ type Publisher struct {
 
 // Pending is an emit whose outcome is not known yet.
 type Pending struct {
+	span  trace.Span
+	trace propagation.MapCarrier // W3C trace context for the event's headers
 	env   event.Envelope
 	data  []byte
 	done  chan struct{}
@@ -84,6 +94,12 @@ func (p *Pending) Wait(ctx context.Context) (string, error) {
 func (p *Pending) finish(err error, dup bool) {
 	p.onSet.Do(func() {
 		p.err, p.dup = err, dup
+		if err != nil {
+			p.span.RecordError(err)
+			p.span.SetStatus(codes.Error, err.Error())
+		}
+		p.span.SetAttributes(attribute.Bool("courier.duplicate", dup))
+		p.span.End()
 		close(p.done)
 	})
 }
@@ -110,6 +126,14 @@ func WithMaxEventSize(n int) PublisherOption { return func(p *Publisher) { p.max
 
 // WithAckTimeout bounds the wait for the outbox's acknowledgement.
 func WithAckTimeout(d time.Duration) PublisherOption { return func(p *Publisher) { p.ackTimeout = d } }
+
+// WithTracerProvider traces each emit as a producer span whose context
+// travels with the event to every delivery attempt.
+func WithTracerProvider(tp trace.TracerProvider) PublisherOption {
+	return func(p *Publisher) { p.tracer = tp.Tracer(tracerName) }
+}
+
+const tracerName = "github.com/courierhq/courier/outbox"
 
 // WithMaxBatch caps the events grouped into one atomic batch (at most 1000,
 // JetStream's limit).
@@ -150,6 +174,7 @@ func NewPublisher(nc *nats.Conn, opts ...PublisherOption) (*Publisher, error) {
 		maxBatch:     defaultMaxBatch,
 		ackTimeout:   DefaultAckTimeout,
 		inflight:     make(chan struct{}, maxBatchesInFlight),
+		tracer:       noop.NewTracerProvider().Tracer(tracerName),
 		waiting:      map[string]*batch{},
 		inbox:        nats.NewInbox(),
 		done:         make(chan struct{}),
@@ -195,7 +220,19 @@ func (p *Publisher) EmitAsync(ctx context.Context, e event.Envelope) (*Pending, 
 	if p.maxEventSize > 0 && len(data) > p.maxEventSize {
 		return nil, fmt.Errorf("%w: event %s is %d bytes, the maximum is %d", ErrTooLarge, e.ID, len(data), p.maxEventSize)
 	}
-	pe := &Pending{env: e, data: data, done: make(chan struct{})}
+	// The producer span covers the wait for the outbox's acknowledgement;
+	// its context travels in the event's headers to every delivery.
+	_, span := p.tracer.Start(ctx, "send "+StreamEvents, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			semconv.MessagingSystemKey.String("nats"),
+			semconv.MessagingOperationTypeSend,
+			semconv.MessagingDestinationName(EventSubject(e.Type)),
+			semconv.MessagingMessageID(e.ID),
+			attribute.String("courier.event.type", e.Type),
+		))
+	carrier := propagation.MapCarrier{}
+	observability.Propagator().Inject(trace.ContextWithSpan(ctx, span), carrier)
+	pe := &Pending{env: e, data: data, done: make(chan struct{}), span: span, trace: carrier}
 	p.queueMu.RLock()
 	defer p.queueMu.RUnlock()
 	if p.closed {
@@ -312,6 +349,9 @@ func (p *Publisher) messages(items []*Pending, token string) []*nats.Msg {
 		m := nats.NewMsg(EventSubject(pe.env.Type))
 		m.Data = pe.data
 		m.Header.Set(nats.MsgIdHdr, pe.env.ID)
+		for k, v := range pe.trace {
+			m.Header.Set(k, v)
+		}
 		if len(items) > 1 {
 			m.Header.Set("Nats-Batch-Id", batchID)
 			m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))

@@ -15,10 +15,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/courierhq/courier/config"
 	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/sinks"
 	"github.com/courierhq/courier/sinks/webhook"
@@ -39,10 +41,15 @@ type Worker struct {
 
 	expiryCheck time.Duration
 	oldest      atomic.Int64 // nanoseconds
+	tel         *observability.Telemetry
+	ready       atomic.Bool
 }
 
 // Option adjusts a Worker.
 type Option func(*Worker)
+
+// WithTelemetry sends the node's spans and metrics to tel's providers.
+func WithTelemetry(tel *observability.Telemetry) Option { return func(w *Worker) { w.tel = tel } }
 
 // WithExpiryCheck sets how often the outbox is checked for events that
 // expired before every sink confirmed them (default 30s).
@@ -97,7 +104,7 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	}
 	dlq := outbox.NewDeadLetters(w.js)
 	for _, sc := range cfg.Sinks {
-		sink, err := BuildSink(sc, version)
+		sink, err := BuildSink(sc, version, w.tracer())
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: %w", sc.Name, err)
 		}
@@ -107,11 +114,19 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 			return nil, fmt.Errorf("open consumer of sink %s: %w", sc.Name, err)
 		}
 		filter, _ := delivery.NewFilter(sc.Events) // validated with the config
-		w.loops[sc.Name] = delivery.NewLoop(delivery.Config{
+		loop, err := delivery.NewLoop(delivery.Config{
 			Name: sc.Name, Sink: sink, Filter: filter, Policy: sc.Retry,
 			Concurrency: sc.Concurrency, Timeout: attemptTimeout(sc),
 			DrainTimeout: cfg.ShutdownTimeout, Node: cfg.NodeID,
+			Tracer: w.tracer(), Meter: w.meter(),
 		}, cons, dlq, log)
+		if err != nil {
+			return nil, err
+		}
+		w.loops[sc.Name] = loop
+	}
+	if err := w.registerGauges(dlq); err != nil {
+		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w.cancel = cancel
@@ -128,6 +143,7 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 		defer w.wg.Done()
 		w.maintainOutbox(runCtx)
 	}()
+	w.ready.Store(true)
 	log.Info("worker started", "node", cfg.NodeID, "sinks", len(w.loops))
 	return w, nil
 }
@@ -251,15 +267,20 @@ func attemptTimeout(sc config.Sink) time.Duration {
 	return time.Minute
 }
 
-// BuildSink constructs the sink a configuration entry describes.
-func BuildSink(sc config.Sink, version string) (sinks.Sink, error) {
+// BuildSink constructs the sink a configuration entry describes. tp, when
+// not nil, receives the sink's client spans.
+func BuildSink(sc config.Sink, version string, tp trace.TracerProvider) (sinks.Sink, error) {
 	format, err := event.ParseFormat(sc.Format)
 	if err != nil {
 		return nil, err
 	}
 	switch {
 	case sc.Webhook != nil:
-		return webhook.New(*sc.Webhook, format, sc.Concurrency, version)
+		var opts []webhook.Option
+		if tp != nil {
+			opts = append(opts, webhook.WithTracerProvider(tp))
+		}
+		return webhook.New(*sc.Webhook, format, sc.Concurrency, version, opts...)
 	}
 	return nil, fmt.Errorf("sink %s: unknown type %q", sc.Name, sc.Type)
 }
@@ -273,6 +294,7 @@ func (w *Worker) Loop(sink string) *delivery.Loop { return w.loops[sink] }
 // Shutdown stops fetching, lets in-flight deliveries finish (bounded by the
 // shutdown timeout), then closes sinks and the outbox in that order.
 func (w *Worker) Shutdown(ctx context.Context) {
+	w.ready.Store(false)
 	w.cancel()
 	w.wg.Wait()
 	w.closeSinks(ctx)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
 )
 
@@ -48,8 +49,23 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, "emit:", err)
 		return 2
 	}
-	pub, err := outbox.Dial(ctx, opts.url, opts.timeout,
-		outbox.WithAckTimeout(opts.timeout), outbox.WithMaxEventSize(opts.maxEventSize))
+	pubOpts := []outbox.PublisherOption{outbox.WithAckTimeout(opts.timeout), outbox.WithMaxEventSize(opts.maxEventSize)}
+	// With OTEL_* set, each emit is a producer span and the trace goes on
+	// with the event; otherwise tracing costs nothing.
+	tel, err := observability.Setup(ctx, "courier-emit", "")
+	if err != nil {
+		fmt.Fprintln(stderr, "emit:", err)
+		return 2
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
+	if tel.Tracing() {
+		pubOpts = append(pubOpts, outbox.WithTracerProvider(tel.Tracer))
+	}
+	pub, err := outbox.Dial(ctx, opts.url, opts.timeout, pubOpts...)
 	if err != nil {
 		fmt.Fprintln(stderr, "emit:", err)
 		return 1

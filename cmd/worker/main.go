@@ -8,6 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -143,15 +146,41 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
+	log = slog.New(observability.WithTraceIDs(log.Handler()))
+	tel, err := observability.Setup(ctx, "courier-worker", version)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("flush telemetry", "err", err)
+		}
+	}()
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	w, err := worker.Start(startCtx, cfg, version, log)
+	w, err := worker.Start(startCtx, cfg, version, log, worker.WithTelemetry(tel))
 	cancel()
 	if err != nil {
 		return err
 	}
+	var admin *http.Server
+	if cfg.Admin.Listen != "off" {
+		ln, err := net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			w.Shutdown(context.Background())
+			return fmt.Errorf("admin endpoint %s: %w", cfg.Admin.Listen, err)
+		}
+		admin = &http.Server{Handler: w.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = admin.Serve(ln) }()
+		log.Info("admin endpoint listening", "url", "http://"+ln.Addr().String(), "paths", "/metrics /healthz /readyz")
+	}
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	w.Shutdown(context.Background())
+	if admin != nil {
+		_ = admin.Close()
+	}
 	return nil
 }
 
@@ -177,7 +206,7 @@ func sinksTestCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if sc == nil {
 		return usageError{fmt.Sprintf("no sink named %q in %s", name, *cfgPath)}
 	}
-	sink, err := worker.BuildSink(*sc, version)
+	sink, err := worker.BuildSink(*sc, version, nil)
 	if err != nil {
 		return err
 	}

@@ -77,6 +77,7 @@ func writeConfig(t *testing.T, dir string, port int, receiverURL string) string 
 	cfg := fmt.Sprintf(`node_id: crash-node
 data_dir: %s
 log: {level: info, format: json}
+admin: {listen: "127.0.0.1:0"}
 shutdown_timeout: 5s
 outbox: {listen: "127.0.0.1:%d"}
 sinks:

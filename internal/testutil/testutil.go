@@ -142,7 +142,7 @@ type Node struct {
 // StartNode parses the YAML configuration (with ${VAR} taken from vars),
 // points it at a fresh data directory and a free port, and starts it.
 // The node is shut down when the test ends.
-func StartNode(t testing.TB, yaml string, vars map[string]string) *Node {
+func StartNode(t testing.TB, yaml string, vars map[string]string, opts ...worker.Option) *Node {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yaml), func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
 	if err != nil {
@@ -150,15 +150,15 @@ func StartNode(t testing.TB, yaml string, vars map[string]string) *Node {
 	}
 	cfg.DataDir = t.TempDir()
 	cfg.Outbox.Listen = "127.0.0.1:0"
-	return StartConfig(t, cfg)
+	return StartConfig(t, cfg, opts...)
 }
 
 // StartConfig starts a node from a ready configuration.
-func StartConfig(t testing.TB, cfg *config.File) *Node {
+func StartConfig(t testing.TB, cfg *config.File, opts ...worker.Option) *Node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	w, err := worker.Start(ctx, cfg, "test", Logger(t), worker.WithExpiryCheck(100*time.Millisecond))
+	w, err := worker.Start(ctx, cfg, "test", Logger(t), append([]worker.Option{worker.WithExpiryCheck(100 * time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatalf("start worker: %v", err)
 	}

@@ -14,7 +14,13 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/retry"
 )
 
@@ -31,9 +37,24 @@ type Sink struct {
 	now       func() time.Time
 }
 
+// Option adjusts a Sink.
+type Option func(*options)
+
+type options struct{ tracer trace.TracerProvider }
+
+// WithTracerProvider records a client span per request (HTTP semantic
+// conventions), below the delivery attempt's span.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tracer = tp }
+}
+
 // New validates cfg and returns a sink ready to send. concurrency sizes the
 // connection pool so parallel deliveries reuse connections.
-func New(cfg Config, format event.Format, concurrency int, version string) (*Sink, error) {
+func New(cfg Config, format event.Format, concurrency int, version string, opts ...Option) (*Sink, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("webhook sink: %w", err)
@@ -45,12 +66,18 @@ func New(cfg Config, format event.Format, concurrency int, version string) (*Sin
 	if cfg.InsecureSkipVerify {
 		transport.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // opt-in for test setups, documented
 	}
+	var rt http.RoundTripper = transport
+	if o.tracer != nil {
+		rt = otelhttp.NewTransport(transport, otelhttp.WithTracerProvider(o.tracer),
+			otelhttp.WithPropagators(observability.Propagator()),
+			otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()))
+	}
 	return &Sink{
 		cfg:    cfg,
 		format: format,
 		keys:   keys,
 		client: &http.Client{
-			Transport: transport,
+			Transport: rt,
 			Timeout:   cfg.Timeout,
 			// A redirect is the receiver's configuration problem; following it
 			// would post events to a URL nobody configured.
@@ -134,6 +161,9 @@ func (s *Sink) request(ctx context.Context, e *event.Envelope) (*http.Request, e
 	if s.cfg.BearerToken != "" {
 		h.Set("Authorization", "Bearer "+s.cfg.BearerToken)
 	}
+	// The receiver joins the event's trace (the client span, when tracing
+	// is on, replaces this with its own context).
+	observability.Propagator().Inject(ctx, propagation.HeaderCarrier(h))
 	return req, nil
 }
 

@@ -1,0 +1,116 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/courierhq/courier/delivery"
+	"github.com/courierhq/courier/outbox"
+)
+
+// tracer is the provider for spans, nil when tracing is off (sinks then skip
+// their client instrumentation entirely).
+func (w *Worker) tracer() trace.TracerProvider {
+	if w.tel == nil || !w.tel.Tracing() {
+		return nil
+	}
+	return w.tel.Tracer
+}
+
+func (w *Worker) meter() metric.MeterProvider {
+	if w.tel == nil {
+		return nil
+	}
+	return w.tel.Meter
+}
+
+// registerGauges exports the outbox's and the sinks' state, read from
+// JetStream at each scrape.
+func (w *Worker) registerGauges(dlq *outbox.DeadLetters) error {
+	mp := w.meter()
+	if mp == nil {
+		return nil
+	}
+	m := mp.Meter("github.com/courierhq/courier/worker")
+	events, err := m.Int64ObservableGauge("courier.outbox.events", metric.WithDescription("Events in the outbox (not yet confirmed by every sink)."), metric.WithUnit("{event}"))
+	if err != nil {
+		return fmt.Errorf("metric courier.outbox.events: %w", err)
+	}
+	bytes, err := m.Int64ObservableGauge("courier.outbox.size", metric.WithDescription("Bytes of the events in the outbox."), metric.WithUnit("By"))
+	if err != nil {
+		return fmt.Errorf("metric courier.outbox.size: %w", err)
+	}
+	stored, err := m.Int64ObservableCounter("courier.outbox.stored", metric.WithDescription("Events ever stored in the outbox (its last sequence)."), metric.WithUnit("{event}"))
+	if err != nil {
+		return fmt.Errorf("metric courier.outbox.stored: %w", err)
+	}
+	oldest, err := m.Float64ObservableGauge("courier.outbox.oldest_event_age", metric.WithDescription("Age of the oldest event in the outbox."), metric.WithUnit("s"))
+	if err != nil {
+		return fmt.Errorf("metric courier.outbox.oldest_event_age: %w", err)
+	}
+	pending, err := m.Int64ObservableGauge("courier.consumer.pending", metric.WithDescription("Events a sink has yet to confirm (consumer lag), in flight or waiting for a retry included."), metric.WithUnit("{event}"))
+	if err != nil {
+		return fmt.Errorf("metric courier.consumer.pending: %w", err)
+	}
+	dead, err := m.Int64ObservableGauge("courier.dead_letters", metric.WithDescription("Dead letters kept for a sink."), metric.WithUnit("{event}"))
+	if err != nil {
+		return fmt.Errorf("metric courier.dead_letters: %w", err)
+	}
+	_, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if s, err := w.js.Stream(ctx, outbox.StreamEvents); err == nil {
+			st := s.CachedInfo().State
+			o.ObserveInt64(events, int64(st.Msgs))
+			o.ObserveInt64(bytes, int64(st.Bytes))
+			o.ObserveInt64(stored, int64(st.LastSeq))
+			if st.Msgs > 0 {
+				o.ObserveFloat64(oldest, time.Since(st.FirstTime).Seconds())
+			} else {
+				o.ObserveFloat64(oldest, 0)
+			}
+		}
+		for name := range w.loops {
+			sink := metric.WithAttributes(attribute.String("sink", name))
+			if c, err := w.js.Consumer(ctx, outbox.StreamEvents, delivery.ConsumerName(name)); err == nil {
+				info := c.CachedInfo()
+				o.ObserveInt64(pending, int64(info.NumPending)+int64(info.NumAckPending), sink)
+			}
+			if n, err := dlq.Count(ctx, name); err == nil {
+				o.ObserveInt64(dead, int64(n), sink)
+			}
+		}
+		return nil
+	}, events, bytes, stored, oldest, pending, dead)
+	if err != nil {
+		return fmt.Errorf("register outbox metrics: %w", err)
+	}
+	return nil
+}
+
+// AdminHandler serves /metrics, /healthz (the process answers) and /readyz
+// (the outbox is reachable and every sink's consumer is bound).
+func (w *Worker) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	if w.tel != nil {
+		mux.Handle("GET /metrics", w.tel.MetricsHandler())
+	}
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(rw, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, _ *http.Request) {
+		if !w.ready.Load() || w.nc == nil || w.nc.Status() != nats.CONNECTED {
+			http.Error(rw, "not ready: outbox not reachable or consumers not bound", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(rw, "ready")
+	})
+	return mux
+}

@@ -1,0 +1,160 @@
+package worker_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/internal/testutil"
+	"github.com/courierhq/courier/observability"
+	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/worker"
+)
+
+func attr(s sdktrace.ReadOnlySpan, key string) string {
+	for _, kv := range s.Attributes() {
+		if string(kv.Key) == key {
+			return kv.Value.Emit()
+		}
+	}
+	return ""
+}
+
+// TestOneEventIsOneTraceFromEmitToReceiver: an emit followed by a 503 and a
+// 200 gives one trace with the producer span, an attempt span per attempt
+// (numbered, with its outcome), an HTTP client span per request, and the
+// receiver sees that trace in traceparent.
+func TestOneEventIsOneTraceFromEmitToReceiver(t *testing.T) {
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	tel, err := observability.New(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv := testutil.NewReceiver(t)
+	rcv.Answer(func(_ testutil.Delivery, seen int) (int, http.Header) {
+		if seen == 1 {
+			return http.StatusServiceUnavailable, nil
+		}
+		return http.StatusOK, nil
+	})
+	n := testutil.StartNode(t, "sinks:\n"+sinkYAML("audit", rcv.URL(), ""), nil, worker.WithTelemetry(tel))
+	id := emit(t, n.Publisher(t, outbox.WithTracerProvider(tp)), event.Envelope{Type: "VOLUME_CREATE"})
+
+	testutil.Eventually(t, waitFor, func() bool { return n.Loop("audit").Stats().Delivered.Load() == 1 }, "delivered")
+	var attempts []sdktrace.ReadOnlySpan
+	var producer, clients []sdktrace.ReadOnlySpan
+	testutil.Eventually(t, waitFor, func() bool {
+		attempts, producer, clients = nil, nil, nil
+		for _, s := range spans.GetSpans().Snapshots() {
+			switch s.SpanKind() {
+			case trace.SpanKindProducer:
+				producer = append(producer, s)
+			case trace.SpanKindConsumer:
+				attempts = append(attempts, s)
+			case trace.SpanKindClient:
+				clients = append(clients, s)
+			}
+		}
+		return len(producer) == 1 && len(attempts) == 2 && len(clients) == 2
+	}, "1 producer, 2 attempt and 2 HTTP client spans")
+
+	traceID := producer[0].SpanContext().TraceID()
+	if got := attr(producer[0], "messaging.message.id"); got != id {
+		t.Errorf("producer span messaging.message.id = %q, want %s", got, id)
+	}
+	want := map[string]string{"1": "retried", "2": "delivered"}
+	for _, s := range attempts {
+		if s.SpanContext().TraceID() != traceID {
+			t.Errorf("attempt span in trace %s, want %s", s.SpanContext().TraceID(), traceID)
+		}
+		n := attr(s, "courier.delivery.attempt")
+		if got := attr(s, "courier.delivery.outcome"); got != want[n] {
+			t.Errorf("attempt %s outcome = %q, want %q", n, got, want[n])
+		}
+		if attr(s, "messaging.message.id") != id || attr(s, "courier.sink") != "audit" {
+			t.Errorf("attempt span attributes = %v", s.Attributes())
+		}
+	}
+	for _, s := range clients {
+		if s.SpanContext().TraceID() != traceID {
+			t.Errorf("HTTP client span in trace %s, want %s", s.SpanContext().TraceID(), traceID)
+		}
+	}
+	for _, d := range rcv.Requests() {
+		if tp := d.Header.Get("traceparent"); !strings.Contains(tp, traceID.String()) {
+			t.Errorf("receiver got traceparent %q, want trace %s", tp, traceID)
+		}
+	}
+}
+
+// TestMetricsAfterAKnownRun scrapes /metrics after one retried and one
+// dead-lettered event.
+func TestMetricsAfterAKnownRun(t *testing.T) {
+	tel, err := observability.New(sdktrace.NewTracerProvider())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv := testutil.NewReceiver(t)
+	rcv.Answer(func(d testutil.Delivery, seen int) (int, http.Header) {
+		switch {
+		case strings.HasPrefix(d.ID, "bad-"):
+			return http.StatusBadRequest, nil
+		case seen == 1:
+			return http.StatusServiceUnavailable, nil
+		}
+		return http.StatusOK, nil
+	})
+	n := testutil.StartNode(t, "sinks:\n"+sinkYAML("audit", rcv.URL(), `events: ["VOLUME_*"]`), nil, worker.WithTelemetry(tel))
+	p := n.Publisher(t)
+	emit(t, p, event.Envelope{Type: "VOLUME_CREATE"})
+	emit(t, p, event.Envelope{ID: "bad-1", Type: "VOLUME_CREATE"})
+	emit(t, p, event.Envelope{Type: "PEER_ATTACH"})
+	testutil.Eventually(t, waitFor, func() bool {
+		s := n.Loop("audit").Stats()
+		return s.Delivered.Load() == 1 && s.DeadLettered.Load() == 1 && s.Filtered.Load() == 1
+	}, "run settled")
+
+	srv := httptest.NewServer(n.AdminHandler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`courier_deliveries_total{outcome="delivered",sink="audit"} 1`,
+		`courier_deliveries_total{outcome="retried",sink="audit"} 1`,
+		`courier_deliveries_total{outcome="dead_lettered",sink="audit"} 1`,
+		`courier_deliveries_total{outcome="filtered",sink="audit"} 1`,
+		`courier_dead_letters{sink="audit"} 1`,
+		`courier_delivery_latency_seconds_count{sink="audit"} 1`,
+		`courier_outbox_stored_total 3`,
+		`courier_consumer_pending{sink="audit"} 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", body)
+	}
+	for path, code := range map[string]int{"/healthz": 200, "/readyz": 200} {
+		r, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != code {
+			t.Errorf("%s = %d, want %d", path, r.StatusCode, code)
+		}
+	}
+}
