@@ -213,6 +213,9 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 			attribute.Int("courier.delivery.attempt", attempt),
 		))
 	defer span.End()
+	if seq := msg.Headers().Get(outbox.ReplayedHeader); seq != "" {
+		span.AddEvent("replayed", trace.WithAttributes(attribute.String("courier.dead_letter.seq", seq)))
+	}
 
 	start := l.now()
 	sendCtx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
@@ -272,6 +275,7 @@ func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.
 		OutboxSeq: md.Sequence.Stream, Sink: l.cfg.Name, Reason: reason, Attempts: attempt,
 		LastStatus: ce.Status, LastError: cause.Error(), LastResponse: ce.Response,
 		DeadAt: l.now().UTC(), Node: l.cfg.Node, Event: *env,
+		Trace: traceFields(msg.Headers()),
 	}
 	putCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -321,4 +325,16 @@ func headerCarrier(h nats.Header) propagation.MapCarrier {
 		}
 	}
 	return c
+}
+
+// traceFields keeps only the trace-context headers of a message.
+func traceFields(h nats.Header) map[string]string {
+	all := headerCarrier(h)
+	out := map[string]string{}
+	for _, f := range observability.Propagator().Fields() {
+		if v := all.Get(f); v != "" {
+			out[f] = v
+		}
+	}
+	return out
 }

@@ -23,17 +23,23 @@ type DeadLetter struct {
 	// dead letter: a crash between storing it and settling the event stores
 	// it once, while a replayed event (a new outbox position) that fails
 	// again gets a dead letter of its own.
-	OutboxSeq    uint64         `json:"outbox_seq"`
-	Sink         string         `json:"sink"`
-	Reason       string         `json:"reason"`
-	Attempts     int            `json:"attempts"`
-	LastStatus   int            `json:"last_status,omitempty"`
-	LastError    string         `json:"last_error,omitempty"`
-	LastResponse string         `json:"last_response,omitempty"`
-	DeadAt       time.Time      `json:"dead_at"`
-	Node         string         `json:"node,omitempty"`
-	Event        event.Envelope `json:"event"`
+	OutboxSeq    uint64    `json:"outbox_seq"`
+	Sink         string    `json:"sink"`
+	Reason       string    `json:"reason"`
+	Attempts     int       `json:"attempts"`
+	LastStatus   int       `json:"last_status,omitempty"`
+	LastError    string    `json:"last_error,omitempty"`
+	LastResponse string    `json:"last_response,omitempty"`
+	DeadAt       time.Time `json:"dead_at"`
+	Node         string    `json:"node,omitempty"`
+	// Trace is the event's W3C trace context, so a replay continues the
+	// event's trace.
+	Trace map[string]string `json:"trace,omitempty"`
+	Event event.Envelope    `json:"event"`
 }
+
+// ReplayedHeader marks an event put back from the dead letters.
+const ReplayedHeader = "Courier-Replayed"
 
 // DeadLetters reads and writes the dead-letter stream.
 type DeadLetters struct {
@@ -115,6 +121,10 @@ func (d *DeadLetters) Replay(ctx context.Context, sink string, ids []string) (in
 		m.Data = data
 		// Keyed by the dead letter, so replaying it twice stores it once.
 		m.Header.Set(nats.MsgIdHdr, "replay:"+strconv.FormatUint(dl.Seq, 10))
+		m.Header.Set(ReplayedHeader, strconv.FormatUint(dl.Seq, 10))
+		for k, v := range dl.Trace {
+			m.Header.Set(k, v)
+		}
 		if _, err := d.js.PublishMsg(ctx, m); err != nil {
 			return i, fmt.Errorf("replay event %s: %w", dl.Event.ID, mapAPIError(err))
 		}

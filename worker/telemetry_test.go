@@ -1,12 +1,15 @@
 package worker_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -156,5 +159,58 @@ func TestMetricsAfterAKnownRun(t *testing.T) {
 		if r.StatusCode != code {
 			t.Errorf("%s = %d, want %d", path, r.StatusCode, code)
 		}
+	}
+}
+
+func TestReplayContinuesTheEventsTrace(t *testing.T) {
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	tel, err := observability.New(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv := testutil.NewReceiver(t)
+	rcv.Answer(func(_ testutil.Delivery, seen int) (int, http.Header) {
+		if seen == 1 {
+			return http.StatusBadRequest, nil
+		}
+		return http.StatusOK, nil
+	})
+	n := testutil.StartNode(t, "sinks:\n"+sinkYAML("audit", rcv.URL(), ""), nil, worker.WithTelemetry(tel))
+	id := emit(t, n.Publisher(t, outbox.WithTracerProvider(tp)), event.Envelope{Type: "VOLUME_CREATE"})
+	testutil.Eventually(t, waitFor, func() bool { return n.Loop("audit").Stats().DeadLettered.Load() == 1 }, "dead-lettered")
+
+	dl := deadLetters(t, n, "audit")
+	if len(dl) != 1 || dl[0].Trace["traceparent"] == "" {
+		t.Fatalf("dead letter keeps no trace context: %+v", dl)
+	}
+	nc, err := nats.Connect(n.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := outbox.NewDeadLetters(js).Replay(context.Background(), "audit", []string{id}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, waitFor, func() bool { return n.Loop("audit").Stats().Delivered.Load() == 1 }, "replay delivered")
+
+	var traceIDs = map[string]bool{}
+	events := map[string]bool{}
+	testutil.Eventually(t, waitFor, func() bool {
+		clear(traceIDs)
+		clear(events)
+		for _, s := range spans.GetSpans().Snapshots() {
+			if s.SpanKind() == trace.SpanKindProducer || s.SpanKind() == trace.SpanKindConsumer {
+				traceIDs[s.SpanContext().TraceID().String()] = true
+			}
+			for _, e := range s.Events() {
+				events[e.Name] = true
+			}
+		}
+		return events["dead_lettered"] && events["replayed"]
+	}, "dead_lettered and replayed span events")
+	if len(traceIDs) != 1 {
+		t.Errorf("emit, attempt and replayed attempt spans are in %d traces, want 1", len(traceIDs))
 	}
 }
