@@ -8,9 +8,14 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/testutil"
+	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/worker"
 )
 
 // e2eRun emits n events (paced at rate per second, or as fast as the outbox
@@ -18,10 +23,20 @@ import (
 // webhook sink answering 200, and waits until the receiver has them all.
 // It reports events/s from the first emit to the last receipt, and the
 // emit-to-receipt latency percentiles.
-func e2eRun(b *testing.B, n, rate int) {
+func e2eRun(b *testing.B, n, rate int, tp trace.TracerProvider) {
 	rcv := testutil.NewReceiver(b)
-	node := testutil.StartNode(b, "sinks:\n  - name: bench\n    type: webhook\n    url: "+rcv.URL()+"\n    concurrency: 64\n", nil)
-	pub := node.Publisher(b)
+	var opts []worker.Option
+	var pubOpts []outbox.PublisherOption
+	if tp != nil {
+		tel, err := observability.New(tp)
+		if err != nil {
+			b.Fatal(err)
+		}
+		opts = append(opts, worker.WithTelemetry(tel))
+		pubOpts = append(pubOpts, outbox.WithTracerProvider(tp))
+	}
+	node := testutil.StartNode(b, "sinks:\n  - name: bench\n    type: webhook\n    url: "+rcv.URL()+"\n    concurrency: 64\n", nil, opts...)
+	pub := node.Publisher(b, pubOpts...)
 	var emitted sync.Map // id -> time.Time
 	data := []byte(`{"name":"` + string(make([]byte, 0)) + `gv1","note":"` + fmt.Sprintf("%0120d", 0) + `"}`)
 
@@ -70,14 +85,29 @@ func e2eRun(b *testing.B, n, rate int) {
 // as it goes (throughput; latency then includes queueing).
 func BenchmarkEndToEndWebhook(b *testing.B) {
 	for range b.N {
-		e2eRun(b, 50000, 0)
+		e2eRun(b, 50000, 0, nil)
 	}
 }
+
+// BenchmarkEndToEndWebhookTraced: the same with every span recorded and
+// exported (to a discarding exporter), for the cost of tracing.
+func BenchmarkEndToEndWebhookTraced(b *testing.B) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discard{}))
+	defer tp.Shutdown(context.Background())
+	for range b.N {
+		e2eRun(b, 50000, 0, tp)
+	}
+}
+
+type discard struct{}
+
+func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discard) Shutdown(context.Context) error                             { return nil }
 
 // BenchmarkEndToEndWebhookAt1k: the same at 1000 events/s offered, for
 // latency under a steady, unsaturated load.
 func BenchmarkEndToEndWebhookAt1k(b *testing.B) {
 	for range b.N {
-		e2eRun(b, 3000, 1000)
+		e2eRun(b, 3000, 1000, nil)
 	}
 }

@@ -11,12 +11,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/courierhq/courier/event"
@@ -35,6 +36,8 @@ type Sink struct {
 	client    *http.Client
 	userAgent string
 	now       func() time.Time
+	tracer    trace.Tracer // nil: no client spans
+	spanURL   string       // the URL without credentials or query
 }
 
 // Option adjusts a Sink.
@@ -66,18 +69,23 @@ func New(cfg Config, format event.Format, concurrency int, version string, opts 
 	if cfg.InsecureSkipVerify {
 		transport.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // opt-in for test setups, documented
 	}
-	var rt http.RoundTripper = transport
+	var tracer trace.Tracer
 	if o.tracer != nil {
-		rt = otelhttp.NewTransport(transport, otelhttp.WithTracerProvider(o.tracer),
-			otelhttp.WithPropagators(observability.Propagator()),
-			otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()))
+		tracer = o.tracer.Tracer("github.com/courierhq/courier/sinks/webhook")
+	}
+	spanURL := cfg.URL
+	if u, err := url.Parse(cfg.URL); err == nil {
+		u.User, u.RawQuery = nil, ""
+		spanURL = u.String()
 	}
 	return &Sink{
-		cfg:    cfg,
-		format: format,
-		keys:   keys,
+		tracer:  tracer,
+		spanURL: spanURL,
+		cfg:     cfg,
+		format:  format,
+		keys:    keys,
 		client: &http.Client{
-			Transport: rt,
+			Transport: transport,
 			Timeout:   cfg.Timeout,
 			// A redirect is the receiver's configuration problem; following it
 			// would post events to a URL nobody configured.
@@ -89,7 +97,28 @@ func New(cfg Config, format event.Format, concurrency int, version string, opts 
 }
 
 // Send posts e and classifies the outcome.
-func (s *Sink) Send(ctx context.Context, e *event.Envelope) error {
+//
+// With tracing on, the request is a client span (HTTP semantic
+// conventions) whose context the receiver gets in traceparent. It is made
+// here rather than by wrapping the transport (otelhttp), which wraps the
+// request body and cost a quarter of the throughput in the end-to-end
+// benchmark.
+func (s *Sink) Send(ctx context.Context, e *event.Envelope) (err error) {
+	status := 0
+	if s.tracer != nil {
+		var span trace.Span
+		ctx, span = s.tracer.Start(ctx, http.MethodPost, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(semconv.HTTPRequestMethodPost, semconv.URLFull(s.spanURL)))
+		defer func() {
+			if status != 0 {
+				span.SetAttributes(semconv.HTTPResponseStatusCode(status))
+			}
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}()
+	}
 	req, err := s.request(ctx, e)
 	if err != nil {
 		return retry.NewPermanent(err)
@@ -102,6 +131,7 @@ func (s *Sink) Send(ctx context.Context, e *event.Envelope) error {
 		return retry.NewRetryable(fmt.Errorf("post to webhook: %w", err))
 	}
 	defer resp.Body.Close()
+	status = resp.StatusCode
 	// Read (capped after decompression) so the connection can be reused.
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, s.cfg.MaxResponseBytes))
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
@@ -161,8 +191,8 @@ func (s *Sink) request(ctx context.Context, e *event.Envelope) (*http.Request, e
 	if s.cfg.BearerToken != "" {
 		h.Set("Authorization", "Bearer "+s.cfg.BearerToken)
 	}
-	// The receiver joins the event's trace (the client span, when tracing
-	// is on, replaces this with its own context).
+	// The receiver joins the event's trace, below the client span when
+	// tracing is on.
 	observability.Propagator().Inject(ctx, propagation.HeaderCarrier(h))
 	return req, nil
 }
