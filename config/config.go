@@ -16,6 +16,8 @@ import (
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/retry"
 	"github.com/courierhq/courier/sinks"
+	"github.com/courierhq/courier/sinks/amqp"
+	"github.com/courierhq/courier/sinks/kafka"
 	"github.com/courierhq/courier/sinks/webhook"
 )
 
@@ -73,10 +75,13 @@ type SinkCommon struct {
 	Retry       retry.Policy `yaml:"retry"`
 }
 
-// Sink is one configured sink: the common part and its kind's own.
+// Sink is one configured sink: the common part and its kind's own (one of
+// the pointers is set).
 type Sink struct {
 	SinkCommon
 	Webhook *webhook.Config
+	AMQP    *amqp.Config
+	Kafka   *kafka.Config
 }
 
 // Defaults.
@@ -192,10 +197,30 @@ func decodeSink(n *yaml.Node) (Sink, error) {
 		}
 		wc := v.Config.WithDefaults()
 		return Sink{SinkCommon: v.SinkCommon, Webhook: &wc}, nil
+	case sinks.KindAMQP:
+		var v struct {
+			SinkCommon  `yaml:",inline"`
+			amqp.Config `yaml:",inline"`
+		}
+		if err := decodeStrict(n, &v); err != nil {
+			return Sink{}, fmt.Errorf("sink %q: %w", head.Name, err)
+		}
+		ac := v.Config.WithDefaults()
+		return Sink{SinkCommon: v.SinkCommon, AMQP: &ac}, nil
+	case sinks.KindKafka:
+		var v struct {
+			SinkCommon   `yaml:",inline"`
+			kafka.Config `yaml:",inline"`
+		}
+		if err := decodeStrict(n, &v); err != nil {
+			return Sink{}, fmt.Errorf("sink %q: %w", head.Name, err)
+		}
+		kc := v.Config.WithDefaults()
+		return Sink{SinkCommon: v.SinkCommon, Kafka: &kc}, nil
 	case "":
-		return Sink{}, fmt.Errorf("sink %q (line %d): type is required (webhook)", head.Name, n.Line)
+		return Sink{}, fmt.Errorf("sink %q (line %d): type is required (webhook, amqp or kafka)", head.Name, n.Line)
 	}
-	return Sink{}, fmt.Errorf("sink %q (line %d): unknown type %q (known: webhook)", head.Name, n.Line, head.Type)
+	return Sink{}, fmt.Errorf("sink %q (line %d): unknown type %q (known: webhook, amqp, kafka)", head.Name, n.Line, head.Type)
 }
 
 // decodeStrict decodes n into v, refusing keys v has no field for and
@@ -404,8 +429,13 @@ func (s Sink) validate(outboxMaxAge time.Duration) error {
 		// before it is dead-lettered.
 		return fmt.Errorf("retry.max_age (%s) must be below outbox.max_age (%s)", s.Retry.MaxAge, outboxMaxAge)
 	}
-	if s.Webhook != nil {
+	switch {
+	case s.Webhook != nil:
 		return s.Webhook.Validate()
+	case s.AMQP != nil:
+		return s.AMQP.Validate()
+	case s.Kafka != nil:
+		return s.Kafka.Validate()
 	}
 	return nil
 }

@@ -215,8 +215,8 @@ func TestParseRejectsInvalidConfigs(t *testing.T) {
 		},
 		{
 			name: "unknown sink type",
-			in:   "sinks:\n  - name: k\n    type: kafka\n",
-			want: []string{`unknown type "kafka"`, `"k"`, "line 2"},
+			in:   "sinks:\n  - name: k\n    type: sqs\n",
+			want: []string{`unknown type "sqs"`, `"k"`, "line 2"},
 		},
 		{
 			name: "missing sink type",
@@ -562,5 +562,33 @@ func TestParseRejectsRetryMaxAgeNotBelowOutboxMaxAge(t *testing.T) {
 	_, err := config.Parse([]byte(in), env(nil))
 	if err == nil || !strings.Contains(err.Error(), "retry.max_age") || !strings.Contains(err.Error(), "outbox.max_age") {
 		t.Fatalf("err = %v, want retry.max_age must be below outbox.max_age", err)
+	}
+}
+
+func TestParseAMQPAndKafkaSinks(t *testing.T) {
+	in := `sinks:
+  - name: bus
+    type: amqp
+    url: amqp://guest:${PW}@127.0.0.1:5672/
+    exchange: cloudstack-events
+    declare: true
+  - name: log
+    type: kafka
+    brokers: [127.0.0.1:9092]
+    topic: courier.{type}
+`
+	f, err := config.Parse([]byte(in), env(map[string]string{"PW": "guest"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Sinks[0].AMQP == nil || f.Sinks[0].AMQP.Exchange != "cloudstack-events" || f.Sinks[0].AMQP.ExchangeType != "topic" {
+		t.Errorf("amqp sink = %+v", f.Sinks[0].AMQP)
+	}
+	if f.Sinks[1].Kafka == nil || f.Sinks[1].Kafka.Topic != "courier.{type}" {
+		t.Errorf("kafka sink = %+v", f.Sinks[1].Kafka)
+	}
+	_, err = config.Parse([]byte("sinks:\n  - name: bus\n    type: amqp\n    url: amqp://127.0.0.1/\n    exchange: x\n    bootstrap: y\n"), env(nil))
+	if err == nil || !strings.Contains(err.Error(), `unknown key "bootstrap"`) || !strings.Contains(err.Error(), "line 6") {
+		t.Errorf("unknown amqp key: err = %v", err)
 	}
 }

@@ -25,6 +25,8 @@ type Sink interface {
 // Kinds of sink Courier knows.
 const (
 	KindWebhook = "webhook"
+	KindAMQP    = "amqp"
+	KindKafka   = "kafka"
 )
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

@@ -23,6 +23,8 @@ import (
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/sinks"
+	"github.com/courierhq/courier/sinks/amqp"
+	"github.com/courierhq/courier/sinks/kafka"
 	"github.com/courierhq/courier/sinks/webhook"
 )
 
@@ -260,9 +262,15 @@ func Limits(cfg *config.File) outbox.Limits {
 	}
 }
 
+// attemptTimeout backs up the sink's own timeout by a second.
 func attemptTimeout(sc config.Sink) time.Duration {
-	if sc.Webhook != nil {
+	switch {
+	case sc.Webhook != nil:
 		return sc.Webhook.Timeout + time.Second
+	case sc.AMQP != nil:
+		return sc.AMQP.Timeout + time.Second
+	case sc.Kafka != nil:
+		return sc.Kafka.Timeout + time.Second
 	}
 	return time.Minute
 }
@@ -281,6 +289,10 @@ func BuildSink(sc config.Sink, version string, tp trace.TracerProvider) (sinks.S
 			opts = append(opts, webhook.WithTracerProvider(tp))
 		}
 		return webhook.New(*sc.Webhook, format, sc.Concurrency, version, opts...)
+	case sc.AMQP != nil:
+		return amqp.New(*sc.AMQP, format, sc.Concurrency, version)
+	case sc.Kafka != nil:
+		return kafka.New(*sc.Kafka, format, sc.Concurrency, version)
 	}
 	return nil, fmt.Errorf("sink %s: unknown type %q", sc.Name, sc.Type)
 }
