@@ -43,11 +43,11 @@ lint:
 
 ## bench: emit throughput and end-to-end delivery figures (see README)
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./outbox/ ./worker/
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./outbox/ ./worker/ ./sinks/...
 
 ## bench-quick: every benchmark once, as a smoke test
 bench-quick:
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./outbox/ ./worker/
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./outbox/ ./worker/ ./sinks/...
 
 clean:
 	rm -rf bin quickstart

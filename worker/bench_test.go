@@ -111,3 +111,51 @@ func BenchmarkEndToEndWebhookAt1k(b *testing.B) {
 		e2eRun(b, 3000, 1000, nil)
 	}
 }
+
+// sinkRun emits n events through a node whose only sink is given by
+// sinkYAML (named "bench") and reports events/s from the first emit until
+// the sink confirmed them all (publisher confirm, Kafka acks=all).
+func sinkRun(b *testing.B, n int, sinkYAML string) {
+	node := testutil.StartNode(b, "sinks:\n"+sinkYAML, nil)
+	pub := node.Publisher(b)
+	data := []byte(`{"name":"gv1","note":"` + fmt.Sprintf("%0120d", 0) + `"}`)
+	b.ResetTimer()
+	start := time.Now()
+	var last *outbox.Pending
+	for i := range n {
+		pe, err := pub.EmitAsync(context.Background(), event.Envelope{Type: "VOLUME_CREATE", Key: fmt.Sprintf("gv%d", i%64), Data: data})
+		if err != nil {
+			b.Fatal(err)
+		}
+		last = pe
+	}
+	if _, err := last.Wait(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	loop := node.Loop("bench")
+	testutil.Eventually(b, 5*time.Minute, func() bool { return loop.Stats().Delivered.Load() >= uint64(n) }, "all %d events confirmed", n)
+	b.StopTimer()
+	if dl := loop.Stats().DeadLettered.Load(); dl != 0 {
+		b.Fatalf("%d events dead-lettered", dl)
+	}
+	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkEndToEndAMQP: emit -> outbox -> RabbitMQ (persistent, publisher
+// confirms; the window is the sink's concurrency, 256).
+func BenchmarkEndToEndAMQP(b *testing.B) {
+	for range b.N {
+		exchange, _, _ := testutil.AMQPQueue(b, "bench")
+		sinkRun(b, 30000, fmt.Sprintf("  - name: bench\n    type: amqp\n    url: %s\n    exchange: %s\n    concurrency: 256\n", testutil.AMQPURL(), exchange))
+	}
+}
+
+// BenchmarkEndToEndKafka: emit -> outbox -> Kafka protocol (kfake, acks=all,
+// batches up to the sink's concurrency, 256).
+func BenchmarkEndToEndKafka(b *testing.B) {
+	for range b.N {
+		addr := testutil.StartKafka(b, "bench")
+		sinkRun(b, 50000, fmt.Sprintf("  - name: bench\n    type: kafka\n    brokers: [%s]\n    topic: bench\n    concurrency: 256\n", addr))
+	}
+}
