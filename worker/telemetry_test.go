@@ -214,3 +214,42 @@ func TestReplayContinuesTheEventsTrace(t *testing.T) {
 		t.Errorf("emit, attempt and replayed attempt spans are in %d traces, want 1", len(traceIDs))
 	}
 }
+
+// TestAMQPPublishJoinsTheEventsTrace: the broker's message carries the
+// trace, below a producer span for the publish.
+func TestAMQPPublishJoinsTheEventsTrace(t *testing.T) {
+	exchange, ch, queue := testutil.AMQPQueue(t, "trace")
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	tel, err := observability.New(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := testutil.StartNode(t, "sinks:\n  - name: bus\n    type: amqp\n    url: "+testutil.AMQPURL()+"\n    exchange: "+exchange+"\n", nil, worker.WithTelemetry(tel))
+	emit(t, n.Publisher(t, outbox.WithTracerProvider(tp)), event.Envelope{Type: "VOLUME_CREATE"})
+	var traceparent string
+	testutil.Eventually(t, waitFor, func() bool {
+		m, ok, err := ch.Get(queue, true)
+		if err != nil || !ok {
+			return false
+		}
+		traceparent, _ = m.Headers["traceparent"].(string)
+		return true
+	}, "message in the queue")
+	var publish sdktrace.ReadOnlySpan
+	testutil.Eventually(t, waitFor, func() bool {
+		for _, s := range spans.GetSpans().Snapshots() {
+			if s.Name() == "send "+exchange {
+				publish = s
+			}
+		}
+		return publish != nil
+	}, "publish span")
+	want := "00-" + publish.SpanContext().TraceID().String() + "-" + publish.SpanContext().SpanID().String() + "-01"
+	if traceparent != want {
+		t.Errorf("message traceparent = %q, want the publish span's %q", traceparent, want)
+	}
+	if publish.Parent().SpanID() == (trace.SpanID{}) {
+		t.Error("publish span has no parent; want the delivery attempt's span")
+	}
+}

@@ -290,9 +290,17 @@ func BuildSink(sc config.Sink, version string, tp trace.TracerProvider) (sinks.S
 		}
 		return webhook.New(*sc.Webhook, format, sc.Concurrency, version, opts...)
 	case sc.AMQP != nil:
-		return amqp.New(*sc.AMQP, format, sc.Concurrency, version)
+		var opts []amqp.Option
+		if tp != nil {
+			opts = append(opts, amqp.WithTracerProvider(tp))
+		}
+		return amqp.New(*sc.AMQP, format, sc.Concurrency, version, opts...)
 	case sc.Kafka != nil:
-		return kafka.New(*sc.Kafka, format, sc.Concurrency, version)
+		var opts []kafka.Option
+		if tp != nil {
+			opts = append(opts, kafka.WithTracerProvider(tp))
+		}
+		return kafka.New(*sc.Kafka, format, sc.Concurrency, version, opts...)
 	}
 	return nil, fmt.Errorf("sink %s: unknown type %q", sc.Name, sc.Type)
 }

@@ -29,8 +29,11 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/retry"
 )
 
@@ -58,6 +61,7 @@ var errClosed = errors.New("amqp sink is closed")
 
 // Sink publishes events to one exchange.
 type Sink struct {
+	tracer trace.Tracer // nil: no spans
 	cfg    Config
 	format event.Format
 	key    routingKey
@@ -76,11 +80,19 @@ type Sink struct {
 	closed   bool
 }
 
+// Option adjusts a Sink.
+type Option func(*Sink)
+
+// WithTracerProvider records a producer span per publish.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(s *Sink) { s.tracer = tp.Tracer("github.com/courierhq/courier/sinks/amqp") }
+}
+
 // New validates cfg and returns a sink. It does not connect: the first Send
 // does, so a broker that is down delays events instead of failing the
 // worker's start. concurrency needs no pool here: concurrent Sends share
 // one channel, each waiting for its own confirm.
-func New(cfg Config, format event.Format, concurrency int, version string) (*Sink, error) {
+func New(cfg Config, format event.Format, concurrency int, version string, opts ...Option) (*Sink, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("amqp sink: %w", err)
@@ -96,12 +108,26 @@ func New(cfg Config, format event.Format, concurrency int, version string) (*Sin
 	// Operators find the sink's connection by this name in the management UI.
 	props.SetClientConnectionName(fmt.Sprintf("courier %s: exchange %s", version, cfg.Exchange))
 	abort, cancel := context.WithCancel(context.Background())
-	return &Sink{cfg: cfg, format: format, key: key, tls: tc, props: props, abort: abort, cancelAbort: cancel}, nil
+	s := &Sink{cfg: cfg, format: format, key: key, tls: tc, props: props, abort: abort, cancelAbort: cancel}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
 }
 
 // Send publishes e and returns once the broker confirmed it, or with a
 // classified error. It waits at most cfg.Timeout, connecting included.
-func (s *Sink) Send(ctx context.Context, e *event.Envelope) error {
+// With tracing on, the publish is a producer span whose context the
+// message's headers carry.
+func (s *Sink) Send(ctx context.Context, e *event.Envelope) (err error) {
+	ctx, finish := observability.SendSpan(ctx, s.tracer, "send "+s.cfg.Exchange, trace.SpanKindProducer,
+		semconv.MessagingSystemRabbitMQ, semconv.MessagingOperationTypeSend,
+		semconv.MessagingDestinationName(s.cfg.Exchange), semconv.MessagingMessageID(e.ID))
+	defer func() { finish(err) }()
+	return s.send(ctx, e)
+}
+
+func (s *Sink) send(ctx context.Context, e *event.Envelope) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	msg, key, err := s.message(ctx, e)

@@ -35,8 +35,11 @@ import (
 	frsasl "github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/retry"
 )
 
@@ -56,6 +59,7 @@ const clientID = "courier"
 
 // Sink writes events to a Kafka cluster.
 type Sink struct {
+	tracer    trace.Tracer // nil: no spans
 	cfg       Config
 	format    event.Format
 	topic     topicTemplate
@@ -63,11 +67,19 @@ type Sink struct {
 	transport *kafkago.Transport
 }
 
+// Option adjusts a Sink.
+type Option func(*Sink)
+
+// WithTracerProvider records a producer span per message written.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(s *Sink) { s.tracer = tp.Tracer("github.com/courierhq/courier/sinks/kafka") }
+}
+
 // New validates cfg and returns a sink. It does not contact the brokers: a
 // worker must start while Kafka is down, and its Sends then fail retryable
 // until Kafka is back. concurrency is how many Sends the delivery loop runs
 // at once; version is unused (client.id stays "courier", see clientID).
-func New(cfg Config, format event.Format, concurrency int, version string) (*Sink, error) {
+func New(cfg Config, format event.Format, concurrency int, version string, opts ...Option) (*Sink, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("kafka sink: %w", err)
@@ -118,7 +130,11 @@ func New(cfg Config, format event.Format, concurrency int, version string) (*Sin
 		Transport:              transport,
 		Completion:             noteBatch,
 	}
-	return &Sink{cfg: cfg, format: format, topic: topic, writer: w, transport: transport}, nil
+	s := &Sink{cfg: cfg, format: format, topic: topic, writer: w, transport: transport}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
 }
 
 // batchNote travels with a message through the Writer (as WriterData) and
@@ -138,7 +154,17 @@ func noteBatch(msgs []kafkago.Message, _ error) {
 
 // Send writes e as one message and waits until the in-sync replicas hold it
 // (or the write failed), then classifies the outcome.
-func (s *Sink) Send(ctx context.Context, e *event.Envelope) error {
+// With tracing on, the produce is a producer span whose context the
+// message's headers carry.
+func (s *Sink) Send(ctx context.Context, e *event.Envelope) (err error) {
+	ctx, finish := observability.SendSpan(ctx, s.tracer, "send "+s.cfg.Topic, trace.SpanKindProducer,
+		semconv.MessagingSystemKafka, semconv.MessagingOperationTypeSend,
+		semconv.MessagingDestinationName(s.cfg.Topic), semconv.MessagingMessageID(e.ID))
+	defer func() { finish(err) }()
+	return s.send(ctx, e)
+}
+
+func (s *Sink) send(ctx context.Context, e *event.Envelope) error {
 	msg, err := s.message(ctx, e)
 	if err != nil {
 		return retry.NewPermanent(err)

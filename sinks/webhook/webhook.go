@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
@@ -105,20 +105,15 @@ func New(cfg Config, format event.Format, concurrency int, version string, opts 
 // benchmark.
 func (s *Sink) Send(ctx context.Context, e *event.Envelope) (err error) {
 	status := 0
-	if s.tracer != nil {
-		var span trace.Span
-		ctx, span = s.tracer.Start(ctx, http.MethodPost, trace.WithSpanKind(trace.SpanKindClient),
-			trace.WithAttributes(semconv.HTTPRequestMethodPost, semconv.URLFull(s.spanURL)))
-		defer func() {
-			if status != 0 {
-				span.SetAttributes(semconv.HTTPResponseStatusCode(status))
-			}
-			if err != nil {
-				span.SetStatus(codes.Error, err.Error())
-			}
-			span.End()
-		}()
-	}
+	ctx, finish := observability.SendSpan(ctx, s.tracer, http.MethodPost, trace.SpanKindClient,
+		semconv.HTTPRequestMethodPost, semconv.URLFull(s.spanURL))
+	defer func() {
+		var extra []attribute.KeyValue
+		if status != 0 {
+			extra = append(extra, semconv.HTTPResponseStatusCode(status))
+		}
+		finish(err, extra...)
+	}()
 	req, err := s.request(ctx, e)
 	if err != nil {
 		return retry.NewPermanent(err)
