@@ -73,7 +73,7 @@ func (p *amqpPeer) Received(t testing.TB) []sinktest.Received {
 			t.Errorf("body %s: %v", d.Body, err)
 			continue
 		}
-		p.got = append(p.got, sinktest.Received{ID: e.ID, TransportID: d.MessageId})
+		p.got = append(p.got, sinktest.Received{ID: e.ID, TransportID: d.MessageId, TraceParent: fmt.Sprint(d.Headers["traceparent"])})
 	}
 	return append([]sinktest.Received(nil), p.got...)
 }

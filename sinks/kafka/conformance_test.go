@@ -115,7 +115,7 @@ func (p *kafkaPeer) Received(t testing.TB) []sinktest.Received {
 		if err := json.Unmarshal(m.Value, &e); err != nil {
 			t.Errorf("body %s: %v", m.Value, err)
 		}
-		p.read = append(p.read, sinktest.Received{ID: e.ID, TransportID: headers(m)[kafka.HeaderEventID]})
+		p.read = append(p.read, sinktest.Received{ID: e.ID, TransportID: headers(m)[kafka.HeaderEventID], TraceParent: headers(m)["traceparent"]})
 		p.next = m.Offset + 1
 	}
 	return append([]sinktest.Received(nil), p.read...)

@@ -11,10 +11,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/retry"
@@ -28,6 +31,8 @@ type Received struct {
 	// TransportID is the id as the transport carries it: the webhook-id
 	// header, the AMQP message-id, the Kafka header.
 	TransportID string
+	// TraceParent is the W3C traceparent the transport carried, if any.
+	TraceParent string
 }
 
 // Peer is the destination of the sink under test.
@@ -51,6 +56,7 @@ const wait = 30 * time.Second
 // Run runs the suite against a peer.
 func Run(t *testing.T, p Peer) {
 	t.Run("DeliversEveryEventWithItsID", func(t *testing.T) { deliversEvery(t, p) })
+	t.Run("CarriesTraceContext", func(t *testing.T) { carriesTrace(t, p) })
 	t.Run("RefusedEventIsPermanentFailure", func(t *testing.T) { refusedIsPermanent(t, p) })
 	t.Run("UnreachablePeerIsRetryable", func(t *testing.T) { unreachableIsRetryable(t, p) })
 	t.Run("PeerRestartMidStreamLosesNothing", func(t *testing.T) { survivesRestart(t, p) })
@@ -210,4 +216,34 @@ func survivesRestart(t *testing.T, p Peer) {
 	p.Start(t)
 	sent.Wait()
 	eventually(t, func() bool { return countPrefix(distinct(t, p), prefix) == n }, fmt.Sprintf("all %d events received across the restart", n))
+}
+
+// carriesTrace sends one event inside a (sampled) span context and checks
+// the peer received that trace, so a receiver's spans can join it.
+func carriesTrace(t *testing.T, p Peer) {
+	s := newSink(t, p)
+	traceID, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	spanID, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: traceID, SpanID: spanID, TraceFlags: trace.FlagsSampled,
+	}))
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	id := fmt.Sprintf("trace-%d", time.Now().UnixNano())
+	if err := s.Send(ctx, NewEvent(id)); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	var got string
+	eventually(t, func() bool {
+		for _, r := range p.Received(t) {
+			if r.ID == id {
+				got = r.TraceParent
+				return true
+			}
+		}
+		return false
+	}, "traced event received")
+	if !strings.Contains(got, traceID.String()) {
+		t.Errorf("traceparent at the peer = %q, want trace %s", got, traceID)
+	}
 }

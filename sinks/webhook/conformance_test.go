@@ -37,7 +37,7 @@ func (p *webhookPeer) Received(t testing.TB) []sinktest.Received {
 			t.Errorf("body %s: %v", d.Body, err)
 			continue
 		}
-		out = append(out, sinktest.Received{ID: e.ID, TransportID: d.ID})
+		out = append(out, sinktest.Received{ID: e.ID, TransportID: d.ID, TraceParent: d.Header.Get("traceparent")})
 	}
 	return out
 }
