@@ -9,14 +9,15 @@ cd "$(dirname "$0")/.."
 export QUICKSTART_DIR="$PWD/quickstart"
 export QUICKSTART_OUTBOX_PORT="${QUICKSTART_OUTBOX_PORT:-4244}"
 export QUICKSTART_RECEIVER_PORT="${QUICKSTART_RECEIVER_PORT:-9000}"
+export QUICKSTART_ADMIN_PORT="${QUICKSTART_ADMIN_PORT:-9464}"
 export QUICKSTART_TOKEN="quickstart-token"
 export COURIER_URL="nats://127.0.0.1:${QUICKSTART_OUTBOX_PORT}"
 CONFIG=examples/quickstart.yaml
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$QUICKSTART_OUTBOX_PORT" "$QUICKSTART_RECEIVER_PORT"; do
+for p in "$QUICKSTART_OUTBOX_PORT" "$QUICKSTART_RECEIVER_PORT" "$QUICKSTART_ADMIN_PORT"; do
 	if port_busy "$p"; then
-		echo "quickstart: port $p is in use; set QUICKSTART_OUTBOX_PORT / QUICKSTART_RECEIVER_PORT" >&2
+		echo "quickstart: port $p is in use; set QUICKSTART_OUTBOX_PORT / QUICKSTART_RECEIVER_PORT / QUICKSTART_ADMIN_PORT" >&2
 		exit 1
 	fi
 done
@@ -68,6 +69,11 @@ grep '^received' "$QUICKSTART_DIR/receiver.log"
 
 echo "== webhook-test, as in gluster-eventsapi:"
 bin/worker sinks test --config "$CONFIG" gluster-webhook
+
+if command -v curl >/dev/null 2>&1; then
+	echo "== metrics (http://127.0.0.1:$QUICKSTART_ADMIN_PORT/metrics):"
+	curl -fsS "http://127.0.0.1:$QUICKSTART_ADMIN_PORT/metrics" | grep -E '^courier_deliveries_total\{' || true
+fi
 
 echo "== dead letters of the sink (none expected):"
 bin/worker dlq list --config "$CONFIG" --sink gluster-webhook
