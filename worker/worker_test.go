@@ -316,3 +316,16 @@ func outboxMsgs(t *testing.T, n *testutil.Node) uint64 {
 	}
 	return s.CachedInfo().State.Msgs
 }
+
+// TestWorkerOnAnExternalNATSServer: with outbox.url the worker embeds
+// nothing and uses the server it is given (here a separate JetStream server).
+func TestWorkerOnAnExternalNATSServer(t *testing.T) {
+	ext, _ := testutil.StartOutbox(t, outbox.Limits{})
+	rcv := testutil.NewReceiver(t)
+	n := testutil.StartNode(t, "outbox: {url: "+ext.ClientURL()+"}\nsinks:\n"+sinkYAML("audit", rcv.URL(), ""), nil)
+	if n.URL() != ext.ClientURL() {
+		t.Fatalf("worker outbox URL = %s, want the external %s", n.URL(), ext.ClientURL())
+	}
+	id := emit(t, n.Publisher(t), event.Envelope{Type: "VOLUME_CREATE"})
+	testutil.Eventually(t, waitFor, func() bool { return rcv.Seen(id) == 1 }, "delivered through the external server")
+}
