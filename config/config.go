@@ -379,6 +379,9 @@ func (f *File) Validate() error {
 	if _, _, err := f.Outbox.SyncPolicy(); err != nil {
 		return err
 	}
+	if f.Outbox.DuplicateWindow > f.Outbox.DeadLetterMaxAge {
+		return fmt.Errorf("outbox.duplicate_window (%s) must not exceed outbox.dead_letter_max_age (%s)", f.Outbox.DuplicateWindow, f.Outbox.DeadLetterMaxAge)
+	}
 	if f.Outbox.DuplicateWindow > f.Outbox.MaxAge {
 		return fmt.Errorf("outbox.duplicate_window (%s) must not exceed outbox.max_age (%s)", f.Outbox.DuplicateWindow, f.Outbox.MaxAge)
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/courierhq/courier/outbox"
 )
 
-const consumerPrefix = "sink-"
+const consumerPrefix = outbox.ConsumerPrefix
 
 // ConsumerName is the durable consumer that holds a sink's position.
 func ConsumerName(sink string) string { return consumerPrefix + sink }

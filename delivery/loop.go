@@ -42,6 +42,9 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Node is recorded in dead letters.
 	Node string
+	// ParkAfter: retry waits longer than this move the event to the end of
+	// the outbox (default DefaultParkAfter).
+	ParkAfter time.Duration
 	// Tracer and Meter receive the loop's spans and metrics (nil: none).
 	Tracer trace.TracerProvider
 	Meter  metric.MeterProvider
@@ -53,17 +56,21 @@ type Stats struct {
 	Retried      atomic.Uint64
 	DeadLettered atomic.Uint64
 	Filtered     atomic.Uint64
+	// Parked counts events moved to the end of the outbox to wait for a
+	// later retry.
+	Parked atomic.Uint64
 }
 
 // Loop delivers the events of one sink's consumer.
 type Loop struct {
-	cfg   Config
-	cons  jetstream.Consumer
-	dlq   *outbox.DeadLetters
-	log   *slog.Logger
-	now   func() time.Time
-	stats Stats
-	tel   telemetry
+	cfg     Config
+	cons    jetstream.Consumer
+	dlq     *outbox.DeadLetters
+	retries *outbox.Retries
+	log     *slog.Logger
+	now     func() time.Time
+	stats   Stats
+	tel     telemetry
 }
 
 const (
@@ -73,7 +80,10 @@ const (
 )
 
 // NewLoop returns a loop over cons for the configured sink.
-func NewLoop(cfg Config, cons jetstream.Consumer, dlq *outbox.DeadLetters, log *slog.Logger) (*Loop, error) {
+func NewLoop(cfg Config, cons jetstream.Consumer, dlq *outbox.DeadLetters, retries *outbox.Retries, log *slog.Logger) (*Loop, error) {
+	if cfg.ParkAfter <= 0 {
+		cfg.ParkAfter = DefaultParkAfter
+	}
 	cfg.Concurrency = max(cfg.Concurrency, 1)
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = time.Minute
@@ -85,7 +95,7 @@ func NewLoop(cfg Config, cons jetstream.Consumer, dlq *outbox.DeadLetters, log *
 	if err != nil {
 		return nil, err
 	}
-	return &Loop{cfg: cfg, cons: cons, dlq: dlq, log: log.With("sink", cfg.Name), now: time.Now, tel: tel}, nil
+	return &Loop{cfg: cfg, cons: cons, dlq: dlq, retries: retries, log: log.With("sink", cfg.Name), now: time.Now, tel: tel}, nil
 }
 
 // Stats returns the loop's counters.
@@ -195,7 +205,11 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 		l.ack(msg, &env)
 		return
 	}
-	attempt := int(md.NumDelivered)
+	lin := readLineage(msg, md)
+	if l.waitOrPark(ctx, msg, md, lin, env.Type) {
+		return
+	}
+	attempt := lin.attempt(md)
 
 	// One consumer span per attempt, continuing the producer's trace from
 	// the event's headers; the sink's own client span and the receiver's
@@ -228,7 +242,7 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	now := l.now()
-	d := Decide(l.cfg.Policy, attempt, md.Timestamp, now, err)
+	d := Decide(l.cfg.Policy, attempt, lin.stored, now, err)
 	log := l.log.With("event_id", env.ID, "event_type", env.Type, "attempt", attempt)
 	outcome := map[Action]string{Ack: outcomeDelivered, Retry: outcomeRetried, DeadLetter: outcomeDeadLettered}[d.Action]
 	span.SetAttributes(attribute.String("courier.delivery.outcome", outcome))
@@ -251,11 +265,11 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 		l.tel.count(ctx, l.cfg.Name, outcomeRetried)
 		span.SetAttributes(attribute.String("courier.delivery.retry_in", d.Delay.String()))
 		log.WarnContext(ctx, "delivery failed; will retry", "err", err, "retry_in", d.Delay.Round(time.Millisecond))
-		if err := msg.NakWithDelay(d.Delay); err != nil {
-			log.WarnContext(ctx, "could not schedule retry; the outbox redelivers after the ack wait", "err", err)
+		if err := l.scheduleRetry(ctx, msg, md, lin, attempt, d.Delay, env.Type); err != nil {
+			log.WarnContext(ctx, "could not schedule the retry as planned; the outbox redelivers the event", "err", err)
 		}
 	case DeadLetter:
-		l.deadLetter(ctx, msg, md, &env, d.Reason, err, log)
+		l.deadLetter(ctx, msg, md, attempt, &env, d.Reason, err, log)
 	}
 }
 
@@ -268,15 +282,17 @@ func (l *Loop) ack(msg jetstream.Msg, env *event.Envelope) {
 
 // deadLetter stores the dead letter and only then terminates the original:
 // Term counts as an acknowledgement, so the order is what keeps the event.
-func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, env *event.Envelope, reason string, cause error, log *slog.Logger) {
+func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, attempt int, env *event.Envelope, reason string, cause error, log *slog.Logger) {
 	ce := retry.Classify(cause)
-	attempt := int(md.NumDelivered)
 	dl := outbox.DeadLetter{
 		OutboxSeq: md.Sequence.Stream, Sink: l.cfg.Name, Reason: reason, Attempts: attempt,
 		LastStatus: ce.Status, LastError: cause.Error(), LastResponse: ce.Response,
 		DeadAt: l.now().UTC(), Node: l.cfg.Node, Event: *env,
 		Trace: traceFields(msg.Headers()),
 	}
+	// Storing the dead letter may take a while after a long attempt: keep
+	// the event from being redelivered (and sent again) meanwhile.
+	_ = msg.InProgress()
 	putCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := l.dlq.Put(putCtx, dl); err != nil {
@@ -307,7 +323,7 @@ func (l *Loop) settleUndecodable(ctx context.Context, msg jetstream.Msg, md *jet
 	if env.ID == "" {
 		env.ID = fmt.Sprintf("stream-seq-%d", md.Sequence.Stream)
 	}
-	l.deadLetter(ctx, msg, md, &env, "not a Courier event", retry.NewPermanent(cause), l.log.With("event_id", env.ID))
+	l.deadLetter(ctx, msg, md, int(md.NumDelivered), &env, "not a Courier event", retry.NewPermanent(cause), l.log.With("event_id", env.ID))
 }
 
 func jsonString(b []byte) json.RawMessage {

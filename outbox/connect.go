@@ -3,10 +3,14 @@ package outbox
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/nats-io/nats.go"
 )
+
+// userinfo matches the credentials of a nats:// URL, kept out of errors.
+var userinfo = regexp.MustCompile(`//[^/@]*@`)
 
 // DefaultURL is where a worker's embedded outbox listens unless configured
 // otherwise. It is not 4222, which a system NATS server may hold.
@@ -29,7 +33,7 @@ func Connect(ctx context.Context, url, name string, timeout time.Duration) (*nat
 		nats.ReconnectWait(250*time.Millisecond),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, url, err)
+		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, userinfo.ReplaceAllString(url, "//"), err)
 	}
 	return nc, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -37,6 +38,11 @@ type DeadLetter struct {
 	Trace map[string]string `json:"trace,omitempty"`
 	Event event.Envelope    `json:"event"`
 }
+
+// ConsumerPrefix starts the name of each sink's durable consumer.
+const ConsumerPrefix = "sink-"
+
+var sinkName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // ReplayedHeader marks an event put back from the dead letters.
 const ReplayedHeader = "Courier-Replayed"
@@ -94,6 +100,14 @@ func (d *DeadLetters) Count(ctx context.Context, sink string) (uint64, error) {
 // it replays all of them; otherwise only those whose event id is listed.
 // It returns how many were replayed.
 func (d *DeadLetters) Replay(ctx context.Context, sink string, ids []string) (int, error) {
+	if !sinkName.MatchString(sink) {
+		return 0, fmt.Errorf("sink name %q: use letters, digits, '_' or '-'", sink)
+	}
+	// Without the sink's consumer, a replayed event would match no one and
+	// be trimmed away: the dead letter would be lost, not replayed.
+	if _, err := d.js.Consumer(ctx, StreamEvents, ConsumerPrefix+sink); err != nil {
+		return 0, fmt.Errorf("sink %s has no consumer in the outbox (is it configured on a running worker?): %w", sink, mapAPIError(err))
+	}
 	want := map[string]bool{}
 	for _, id := range ids {
 		want[id] = true

@@ -19,4 +19,10 @@ var (
 	ErrNoStream = errors.New("outbox stream not found")
 	// ErrClosed: the publisher was closed.
 	ErrClosed = errors.New("publisher closed")
+
+	// errBatchHasDuplicate: JetStream refused a whole atomic batch because
+	// one of its ids is already stored (a re-emitted event).
+	errBatchHasDuplicate = errors.New("atomic batch holds an id already stored")
+	// errBatchesBusy: too many atomic batches in flight on the stream.
+	errBatchesBusy = errors.New("too many atomic batches in flight")
 )

@@ -12,6 +12,8 @@ const (
 	errCodeStoreFailed      = 10077
 	errCodeStreamNotFound   = 10059
 	errCodeNoMatchingStream = 10060
+	errCodeBatchDuplicate   = 10201
+	errCodeBatchesInFlight  = 10210
 )
 
 // pubAck is JetStream's answer to a publish or an atomic batch commit.
@@ -51,6 +53,10 @@ func apiError(code int, errCode uint16, desc string) error {
 		return fmt.Errorf("%w: %s", ErrFull, desc)
 	case errCode == errCodeStreamNotFound || errCode == errCodeNoMatchingStream:
 		return fmt.Errorf("%w: %s", ErrNoStream, desc)
+	case errCode == errCodeBatchDuplicate:
+		return fmt.Errorf("%w: %s", errBatchHasDuplicate, desc)
+	case errCode == errCodeBatchesInFlight:
+		return fmt.Errorf("%w: %s", errBatchesBusy, desc)
 	}
 	return fmt.Errorf("outbox refused the event: %s (code %d, err_code %d)", desc, code, errCode)
 }

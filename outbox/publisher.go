@@ -236,13 +236,16 @@ func (p *Publisher) EmitAsync(ctx context.Context, e event.Envelope) (*Pending, 
 	p.queueMu.RLock()
 	defer p.queueMu.RUnlock()
 	if p.closed {
+		pe.finish(ErrClosed, false)
 		return nil, ErrClosed
 	}
 	select {
 	case p.queue <- pe:
 		return pe, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("queue event %s: %w", e.ID, ctx.Err())
+		err := fmt.Errorf("queue event %s: %w", e.ID, ctx.Err())
+		pe.finish(err, false)
+		return nil, err
 	}
 }
 
@@ -386,21 +389,35 @@ func (p *Publisher) resolve(token string, ack *pubAck, err error) {
 		return
 	}
 	b.timer.Stop()
-	defer func() {
+	// The group's in-flight slot is released once all its batches are
+	// settled, retries included: while a refused batch is being split, the
+	// sender waits for the slot instead of piling more batches up.
+	settled := func() {
 		if b.group.left.Add(-1) == 0 {
 			<-p.inflight
 		}
-	}()
-	if err == nil || len(b.items) == 1 || errors.Is(err, ErrNoAck) || errors.Is(err, ErrNoStream) {
+	}
+	split := errors.Is(err, errBatchHasDuplicate) || errors.Is(err, errBatchesBusy)
+	if err == nil || len(b.items) == 1 || !split {
 		dup := err == nil && ack.Duplicate && len(b.items) == 1
 		for _, pe := range b.items {
 			pe.finish(err, dup)
 		}
+		settled()
 		return
 	}
 	p.fallbacks.Add(1)
 	go func() {
 		defer p.fallbacks.Done()
+		defer settled()
+		if errors.Is(err, errBatchesBusy) {
+			// Too many atomic batches in flight on the stream (other
+			// publishers): single publishes do not count against that.
+			for i := range b.items {
+				p.bisect(b.items[i : i+1])
+			}
+			return
+		}
 		p.bisect(b.items)
 	}()
 }
@@ -436,7 +453,7 @@ func (p *Publisher) bisect(items []*Pending) {
 	default:
 		ack, err = parsePubAck(resp.Data)
 	}
-	if err == nil || len(items) == 1 || errors.Is(err, ErrNoAck) || errors.Is(err, ErrNoStream) {
+	if err == nil || len(items) == 1 || !errors.Is(err, errBatchHasDuplicate) {
 		for _, pe := range items {
 			pe.finish(err, err == nil && ack.Duplicate && len(items) == 1)
 		}

@@ -230,3 +230,37 @@ func TestEmitInvalidEventIsRejected(t *testing.T) {
 		}
 	}
 }
+
+func TestFullOutboxRefusesAQueuedStreamPromptly(t *testing.T) {
+	srv, js := testutil.StartOutbox(t, outbox.Limits{MaxBytes: 4 << 10})
+	withSink(t, js)
+	p := dial(t, srv)
+	var pending []*outbox.Pending
+	for range 5000 {
+		pe, err := p.EmitAsync(context.Background(), event.Envelope{Type: "T", Data: []byte(`"` + strings.Repeat("x", 200) + `"`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending = append(pending, pe)
+	}
+	start := time.Now()
+	full := 0
+	for _, pe := range pending {
+		if _, err := pe.Wait(context.Background()); errors.Is(err, outbox.ErrFull) {
+			full++
+		} else if err != nil {
+			t.Fatalf("emit: %v", err)
+		}
+	}
+	if full < 4900 {
+		t.Errorf("%d of 5000 refused as full, want nearly all", full)
+	}
+	t.Logf("5000 queued events refused in %s", time.Since(start))
+}
+
+func TestUnreachableErrorHidesThePassword(t *testing.T) {
+	_, err := outbox.Dial(context.Background(), "nats://courier:s3cretpw@127.0.0.1:1", time.Second)
+	if err == nil || strings.Contains(err.Error(), "s3cretpw") {
+		t.Fatalf("err = %v; want an error without the password", err)
+	}
+}

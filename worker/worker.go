@@ -42,6 +42,7 @@ type Worker struct {
 	url    string
 
 	expiryCheck time.Duration
+	parkAfter   time.Duration
 	oldest      atomic.Int64 // nanoseconds
 	tel         *observability.Telemetry
 	ready       atomic.Bool
@@ -52,6 +53,11 @@ type Option func(*Worker)
 
 // WithTelemetry sends the node's spans and metrics to tel's providers.
 func WithTelemetry(tel *observability.Telemetry) Option { return func(w *Worker) { w.tel = tel } }
+
+// WithParkAfter sets how long a retry may wait at the event's own outbox
+// position before the event moves to the end (default
+// delivery.DefaultParkAfter).
+func WithParkAfter(d time.Duration) Option { return func(w *Worker) { w.parkAfter = d } }
 
 // WithExpiryCheck sets how often the outbox is checked for events that
 // expired before every sink confirmed them (default 30s).
@@ -104,7 +110,7 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	if w.js, err = jetstream.New(w.nc); err != nil {
 		return nil, fmt.Errorf("open JetStream: %w", err)
 	}
-	dlq := outbox.NewDeadLetters(w.js)
+	dlq, retries := outbox.NewDeadLetters(w.js), outbox.NewRetries(w.js)
 	for _, sc := range cfg.Sinks {
 		sink, err := BuildSink(sc, version, w.tracer())
 		if err != nil {
@@ -121,7 +127,8 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 			Concurrency: sc.Concurrency, Timeout: attemptTimeout(sc),
 			DrainTimeout: cfg.ShutdownTimeout, Node: cfg.NodeID,
 			Tracer: w.tracer(), Meter: w.meter(),
-		}, cons, dlq, log)
+			ParkAfter: w.parkAfter,
+		}, cons, dlq, retries, log)
 		if err != nil {
 			return nil, err
 		}
@@ -236,7 +243,7 @@ func (w *Worker) setUp(ctx context.Context, version string) error {
 		return err
 	}
 	if len(w.cfg.Sinks) == 0 {
-		w.log.Warn("no sinks configured: emitted events are acknowledged and discarded, as nobody is to receive them")
+		w.log.Warn("no sinks configured: emitted events are kept until outbox.max_age, or until the outbox is full, as no sink is to receive them")
 	}
 	for _, sc := range w.cfg.Sinks {
 		// The ack wait must outlast an attempt (or the event is sent twice)

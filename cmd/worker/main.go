@@ -177,7 +177,9 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
-	w.Shutdown(context.Background())
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), cfg.ShutdownTimeout+5*time.Second)
+	defer cancelStop()
+	w.Shutdown(stopCtx)
 	if admin != nil {
 		_ = admin.Close()
 	}

@@ -58,7 +58,7 @@ func (c Config) WithDefaults() Config {
 func (c Config) Validate() error {
 	u, err := url.Parse(c.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("url %q: want an absolute http:// or https:// URL", c.URL)
+		return fmt.Errorf("url %q: want an absolute http:// or https:// URL", redactURL(c.URL))
 	}
 	if c.Timeout < 0 {
 		return fmt.Errorf("timeout must be positive, got %s", c.Timeout)
@@ -108,4 +108,15 @@ func DecodeSecret(s string) ([]byte, error) {
 		return nil, fmt.Errorf("want %q followed by base64", secretPrefix)
 	}
 	return k, nil
+}
+
+// redactURL drops the credentials and query (where tokens often travel) of a
+// URL for logs, errors and spans.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User, u.RawQuery = nil, ""
+	return u.String()
 }

@@ -59,3 +59,19 @@ func TestWebhookSinkConformance(t *testing.T) {
 	})
 	sinktest.Run(t, &webhookPeer{rcv: rcv, proxy: testutil.NewProxy(t, strings.TrimPrefix(rcv.Server.URL, "http://"))})
 }
+
+func TestSendErrorsNeverShowCredentialsOrQueryTokens(t *testing.T) {
+	s, err := webhook.New(webhook.Config{URL: "http://user:s3cretpw@127.0.0.1:1/hook?token=T0KEN", Timeout: 2e9}, event.FormatCourier, 1, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Send(t.Context(), sinktest.NewEvent("secret-test"))
+	if err == nil {
+		t.Fatal("send to a closed port succeeded")
+	}
+	for _, secret := range []string{"s3cretpw", "T0KEN", "user"} {
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("error %q shows %q", err, secret)
+		}
+	}
+}

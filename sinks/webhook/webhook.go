@@ -37,7 +37,7 @@ type Sink struct {
 	userAgent string
 	now       func() time.Time
 	tracer    trace.Tracer // nil: no client spans
-	spanURL   string       // the URL without credentials or query
+	spanURL   string       // the URL without credentials or query, for spans and errors
 }
 
 // Option adjusts a Sink.
@@ -73,11 +73,7 @@ func New(cfg Config, format event.Format, concurrency int, version string, opts 
 	if o.tracer != nil {
 		tracer = o.tracer.Tracer("github.com/courierhq/courier/sinks/webhook")
 	}
-	spanURL := cfg.URL
-	if u, err := url.Parse(cfg.URL); err == nil {
-		u.User, u.RawQuery = nil, ""
-		spanURL = u.String()
-	}
+	spanURL := redactURL(cfg.URL)
 	return &Sink{
 		tracer:  tracer,
 		spanURL: spanURL,
@@ -121,9 +117,15 @@ func (s *Sink) Send(ctx context.Context, e *event.Envelope) (err error) {
 	resp, err := s.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			return retry.NewRetryable(fmt.Errorf("post %s: %w", s.cfg.URL, ctx.Err()))
+			return retry.NewRetryable(fmt.Errorf("post %s: %w", s.spanURL, ctx.Err()))
 		}
-		return retry.NewRetryable(fmt.Errorf("post to webhook: %w", err))
+		// url.Error repeats the whole URL, query tokens included: name
+		// the endpoint without its credentials instead.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return retry.NewRetryable(fmt.Errorf("post %s: %w", s.spanURL, err))
 	}
 	defer resp.Body.Close()
 	status = resp.StatusCode
