@@ -70,6 +70,8 @@ type SinkCommon struct {
 	Name        string       `yaml:"name"`
 	Type        string       `yaml:"type"`
 	Events      []string     `yaml:"events"`
+	Levels      []string     `yaml:"levels"`
+	States      []string     `yaml:"states"`
 	Format      string       `yaml:"format"`
 	Concurrency int          `yaml:"concurrency"`
 	Retry       retry.Policy `yaml:"retry"`
@@ -418,7 +420,7 @@ func (s Sink) validate(outboxMaxAge time.Duration) error {
 	if _, err := event.ParseFormat(s.Format); err != nil {
 		return err
 	}
-	if _, err := delivery.NewFilter(s.Events); err != nil {
+	if _, err := s.Filter(); err != nil {
 		return err
 	}
 	if s.Concurrency < 1 || s.Concurrency > 4096 {
@@ -441,4 +443,16 @@ func (s Sink) validate(outboxMaxAge time.Duration) error {
 		return s.Kafka.Validate()
 	}
 	return nil
+}
+
+// Filter is the sink's event filter: type globs, levels and states.
+func (s SinkCommon) Filter() (delivery.Filter, error) {
+	f, err := delivery.NewFilter(s.Events)
+	if err != nil {
+		return f, err
+	}
+	if f, err = f.WithLevels(s.Levels); err != nil {
+		return f, err
+	}
+	return f.WithStates(s.States)
 }

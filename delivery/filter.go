@@ -3,13 +3,21 @@ package delivery
 import (
 	"fmt"
 	"path"
+	"slices"
+
+	"github.com/courierhq/courier/event"
 )
 
-// Filter selects the event types a sink receives, by glob ("VOLUME_*").
-// An empty filter selects every type.
-type Filter struct{ patterns []string }
+// Filter selects the events a sink receives: by type glob ("VOLUME_*"),
+// and optionally by level and by action-event state. An empty part selects
+// everything.
+type Filter struct {
+	patterns []string
+	levels   []event.Level
+	states   []event.State
+}
 
-// NewFilter checks the patterns once.
+// NewFilter checks the type patterns once.
 func NewFilter(patterns []string) (Filter, error) {
 	for _, p := range patterns {
 		if _, err := path.Match(p, ""); err != nil {
@@ -17,6 +25,33 @@ func NewFilter(patterns []string) (Filter, error) {
 		}
 	}
 	return Filter{patterns: patterns}, nil
+}
+
+// WithLevels also requires one of the levels (INFO, WARN, ERROR).
+func (f Filter) WithLevels(levels []string) (Filter, error) {
+	for _, l := range levels {
+		lv := event.Level(l)
+		if lv != event.LevelInfo && lv != event.LevelWarn && lv != event.LevelError {
+			return Filter{}, fmt.Errorf("level filter %q: want INFO, WARN or ERROR", l)
+		}
+		f.levels = append(f.levels, lv)
+	}
+	return f, nil
+}
+
+// WithStates also requires one of the states (Created, Scheduled, Started,
+// Completed).
+func (f Filter) WithStates(states []string) (Filter, error) {
+	for _, s := range states {
+		st := event.State(s)
+		switch st {
+		case event.StateCreated, event.StateScheduled, event.StateStarted, event.StateCompleted:
+		default:
+			return Filter{}, fmt.Errorf("state filter %q: want Created, Scheduled, Started or Completed", s)
+		}
+		f.states = append(f.states, st)
+	}
+	return f, nil
 }
 
 // Match reports whether the sink wants events of this type.
@@ -30,4 +65,16 @@ func (f Filter) Match(eventType string) bool {
 		}
 	}
 	return false
+}
+
+// MatchEvent reports whether the sink wants the event: its type, level and
+// state all match.
+func (f Filter) MatchEvent(e *event.Envelope) bool {
+	level := e.Level
+	if level == "" {
+		level = event.LevelInfo
+	}
+	return f.Match(e.Type) &&
+		(len(f.levels) == 0 || slices.Contains(f.levels, level)) &&
+		(len(f.states) == 0 || slices.Contains(f.states, e.State))
 }

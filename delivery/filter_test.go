@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/courierhq/courier/delivery"
+	"github.com/courierhq/courier/event"
 )
 
 func TestFilterMatch(t *testing.T) {
@@ -128,5 +129,39 @@ func TestNewFilterRejectsBadPatterns(t *testing.T) {
 				t.Errorf("error %q does not name the pattern %q", err, tt.bad)
 			}
 		})
+	}
+}
+
+func TestFilterOnLevelAndState(t *testing.T) {
+	f, err := delivery.NewFilter([]string{"VOLUME.*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, err = f.WithLevels([]string{"ERROR"}); err != nil {
+		t.Fatal(err)
+	}
+	if f, err = f.WithStates([]string{"Completed"}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		e    event.Envelope
+		want bool
+	}{
+		{event.Envelope{Type: "VOLUME.CREATE", Level: event.LevelError, State: event.StateCompleted}, true},
+		{event.Envelope{Type: "VOLUME.CREATE", Level: event.LevelInfo, State: event.StateCompleted}, false},
+		{event.Envelope{Type: "VOLUME.CREATE", State: event.StateCompleted}, false}, // no level means INFO
+		{event.Envelope{Type: "VOLUME.CREATE", Level: event.LevelError, State: event.StateStarted}, false},
+		{event.Envelope{Type: "VM.START", Level: event.LevelError, State: event.StateCompleted}, false},
+	}
+	for _, tt := range tests {
+		if got := f.MatchEvent(&tt.e); got != tt.want {
+			t.Errorf("MatchEvent(%s %s %s) = %v, want %v", tt.e.Type, tt.e.Level, tt.e.State, got, tt.want)
+		}
+	}
+	if _, err := f.WithLevels([]string{"LOUD"}); err == nil {
+		t.Error("unknown level accepted")
+	}
+	if _, err := f.WithStates([]string{"Done"}); err == nil {
+		t.Error("unknown state accepted")
 	}
 }

@@ -199,7 +199,7 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 		l.settleUndecodable(ctx, msg, md, err)
 		return
 	}
-	if !l.cfg.Filter.Match(env.Type) {
+	if !l.cfg.Filter.MatchEvent(&env) {
 		l.stats.Filtered.Add(1)
 		l.tel.count(ctx, l.cfg.Name, outcomeFiltered)
 		l.ack(msg, &env)

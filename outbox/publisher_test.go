@@ -264,3 +264,47 @@ func TestUnreachableErrorHidesThePassword(t *testing.T) {
 		t.Fatalf("err = %v; want an error without the password", err)
 	}
 }
+
+func TestRunActionEmitsCloudStackStatesLinkedByStartID(t *testing.T) {
+	srv, js := testutil.StartOutbox(t, outbox.Limits{})
+	cons := withSink(t, js)
+	p := dial(t, srv)
+	job := event.Envelope{Type: "VOLUME.CREATE", Data: []byte(`{"name":"vol1"}`)}
+	if err := p.RunAction(context.Background(), job, func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("disk full")
+	if err := p.RunAction(context.Background(), job, func(context.Context) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("RunAction = %v, want the job's error", err)
+	}
+	var got []event.Envelope
+	batch, err := cons.Fetch(4, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() {
+		e, err := event.Decode(m.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e)
+	}
+	if len(got) != 4 {
+		t.Fatalf("got %d events, want Started+Completed twice", len(got))
+	}
+	want := []struct {
+		state event.State
+		level event.Level
+	}{{event.StateStarted, event.LevelInfo}, {event.StateCompleted, event.LevelInfo}, {event.StateStarted, event.LevelInfo}, {event.StateCompleted, event.LevelError}}
+	for i, w := range want {
+		if got[i].State != w.state || got[i].Level != w.level || got[i].Type != "VOLUME.CREATE" {
+			t.Errorf("event %d = %s %s %s, want %s %s", i, got[i].Type, got[i].State, got[i].Level, w.state, w.level)
+		}
+	}
+	if got[1].StartID != got[0].ID || got[3].StartID != got[2].ID {
+		t.Errorf("Completed start_id %q/%q, want the Started ids %q/%q", got[1].StartID, got[3].StartID, got[0].ID, got[2].ID)
+	}
+	if !strings.Contains(string(got[3].Data), "disk full") {
+		t.Errorf("failed Completed data = %s, want the error", got[3].Data)
+	}
+}

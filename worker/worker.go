@@ -121,7 +121,7 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 		if err != nil {
 			return nil, fmt.Errorf("open consumer of sink %s: %w", sc.Name, err)
 		}
-		filter, _ := delivery.NewFilter(sc.Events) // validated with the config
+		filter, _ := sc.Filter() // validated with the config
 		loop, err := delivery.NewLoop(delivery.Config{
 			Name: sc.Name, Sink: sink, Filter: filter, Policy: sc.Retry,
 			Concurrency: sc.Concurrency, Timeout: attemptTimeout(sc),
