@@ -6,6 +6,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,11 +68,15 @@ type Outbox struct {
 
 // SinkCommon holds the settings every kind of sink has.
 type SinkCommon struct {
-	Name        string       `yaml:"name"`
-	Type        string       `yaml:"type"`
-	Events      []string     `yaml:"events"`
-	Levels      []string     `yaml:"levels"`
-	States      []string     `yaml:"states"`
+	Name   string   `yaml:"name"`
+	Type   string   `yaml:"type"`
+	Events []string `yaml:"events"`
+	Levels []string `yaml:"levels"`
+	States []string `yaml:"states"`
+	// Rate caps deliveries to this sink ("200/s", "6000/m"); Burst is how
+	// many may go at once after a pause (default: one second's worth).
+	Rate        string       `yaml:"rate"`
+	Burst       int          `yaml:"burst"`
 	Format      string       `yaml:"format"`
 	Concurrency int          `yaml:"concurrency"`
 	Retry       retry.Policy `yaml:"retry"`
@@ -423,6 +428,9 @@ func (s Sink) validate(outboxMaxAge time.Duration) error {
 	if _, err := s.Filter(); err != nil {
 		return err
 	}
+	if _, _, err := s.RateLimit(); err != nil {
+		return err
+	}
 	if s.Concurrency < 1 || s.Concurrency > 4096 {
 		return fmt.Errorf("concurrency %d: want 1 to 4096", s.Concurrency)
 	}
@@ -455,4 +463,27 @@ func (s SinkCommon) Filter() (delivery.Filter, error) {
 		return f, err
 	}
 	return f.WithStates(s.States)
+}
+
+// RateLimit reads rate ("N/s", "N/m", "N/h"; empty for none) as events per
+// second, with the burst.
+func (s SinkCommon) RateLimit() (perSecond float64, burst int, err error) {
+	if s.Rate == "" {
+		return 0, 0, nil
+	}
+	num, unit, ok := strings.Cut(s.Rate, "/")
+	n, perr := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	per := map[string]float64{"s": 1, "m": 60, "h": 3600}[strings.TrimSpace(unit)]
+	if !ok || perr != nil || n <= 0 || per == 0 {
+		return 0, 0, fmt.Errorf("rate %q: want a positive number per s, m or h, such as 200/s", s.Rate)
+	}
+	perSecond = n / per
+	burst = s.Burst
+	if burst < 0 {
+		return 0, 0, fmt.Errorf("burst must not be negative, got %d", burst)
+	}
+	if burst == 0 {
+		burst = max(1, int(perSecond))
+	}
+	return perSecond, burst, nil
 }

@@ -592,3 +592,20 @@ func TestParseAMQPAndKafkaSinks(t *testing.T) {
 		t.Errorf("unknown amqp key: err = %v", err)
 	}
 }
+
+func TestParseRate(t *testing.T) {
+	for in, want := range map[string]float64{"200/s": 200, "6000/m": 100, "3600/h": 1} {
+		f, err := config.Parse([]byte("sinks:\n  - name: a\n    type: webhook\n    url: https://example.com/\n    rate: "+in+"\n"), env(nil))
+		if err != nil {
+			t.Fatalf("rate %s: %v", in, err)
+		}
+		if got, _, _ := f.Sinks[0].RateLimit(); got != want {
+			t.Errorf("rate %s = %g/s, want %g", in, got, want)
+		}
+	}
+	for _, bad := range []string{"fast", "10", "-1/s", "5/d"} {
+		if _, err := config.Parse([]byte("sinks:\n  - name: a\n    type: webhook\n    url: https://example.com/\n    rate: "+bad+"\n"), env(nil)); err == nil {
+			t.Errorf("rate %q accepted", bad)
+		}
+	}
+}

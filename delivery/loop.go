@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/time/rate"
 
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/observability"
@@ -42,6 +43,8 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Node is recorded in dead letters.
 	Node string
+	// Limiter, when set, paces the attempts (a sink's rate limit).
+	Limiter *rate.Limiter
 	// ParkAfter: retry waits longer than this move the event to the end of
 	// the outbox (default DefaultParkAfter).
 	ParkAfter time.Duration
@@ -231,6 +234,13 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 		span.AddEvent("replayed", trace.WithAttributes(attribute.String("courier.dead_letter.seq", seq)))
 	}
 
+	if l.cfg.Limiter != nil {
+		if err := l.cfg.Limiter.Wait(ctx); err != nil {
+			// Shutting down while waiting for a turn: hand the event back.
+			_ = msg.Nak()
+			return
+		}
+	}
 	start := l.now()
 	sendCtx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
 	err = l.cfg.Sink.Send(sendCtx, &env)

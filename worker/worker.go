@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/time/rate"
 
 	"github.com/courierhq/courier/config"
 	"github.com/courierhq/courier/delivery"
@@ -122,12 +123,16 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 			return nil, fmt.Errorf("open consumer of sink %s: %w", sc.Name, err)
 		}
 		filter, _ := sc.Filter() // validated with the config
+		var limiter *rate.Limiter
+		if perSecond, burst, _ := sc.RateLimit(); perSecond > 0 {
+			limiter = rate.NewLimiter(rate.Limit(perSecond), burst)
+		}
 		loop, err := delivery.NewLoop(delivery.Config{
 			Name: sc.Name, Sink: sink, Filter: filter, Policy: sc.Retry,
 			Concurrency: sc.Concurrency, Timeout: attemptTimeout(sc),
 			DrainTimeout: cfg.ShutdownTimeout, Node: cfg.NodeID,
 			Tracer: w.tracer(), Meter: w.meter(),
-			ParkAfter: w.parkAfter,
+			ParkAfter: w.parkAfter, Limiter: limiter,
 		}, cons, dlq, retries, log)
 		if err != nil {
 			return nil, err

@@ -419,3 +419,30 @@ func TestOneRetryingEventDoesNotPinTheOutbox(t *testing.T) {
 		t.Errorf("poison attempted %d times, want 1 (next attempt in an hour)", got)
 	}
 }
+
+// TestRateLimitCapsDeliveries counts what arrives in the first second
+// (an upper bound: a slow machine only delivers fewer), then that all
+// arrive.
+func TestRateLimitCapsDeliveries(t *testing.T) {
+	rcv := testutil.NewReceiver(t)
+	n := testutil.StartNode(t, "sinks:\n"+sinkYAML("audit", rcv.URL(), "rate: 20/s\n    burst: 5\n    concurrency: 16"), nil)
+	p := n.Publisher(t)
+	for range 40 {
+		if _, err := p.EmitAsync(context.Background(), event.Envelope{Type: "VOLUME_CREATE"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, waitFor, func() bool { return rcv.Distinct() == 40 }, "all 40 delivered")
+	reqs := rcv.Requests()
+	first := reqs[0].At
+	inFirstSecond := 0
+	for _, r := range reqs {
+		if r.At.Sub(first) < time.Second {
+			inFirstSecond++
+		}
+	}
+	// 5 at once, then 20 per second: at most 25 within the first second.
+	if inFirstSecond > 25 {
+		t.Errorf("%d deliveries in the first second, want at most 25 (rate 20/s, burst 5)", inFirstSecond)
+	}
+}
