@@ -75,11 +75,14 @@ type SinkCommon struct {
 	States []string `yaml:"states"`
 	// Rate caps deliveries to this sink ("200/s", "6000/m"); Burst is how
 	// many may go at once after a pause (default: one second's worth).
-	Rate        string       `yaml:"rate"`
-	Burst       int          `yaml:"burst"`
-	Format      string       `yaml:"format"`
-	Concurrency int          `yaml:"concurrency"`
-	Retry       retry.Policy `yaml:"retry"`
+	Rate  string `yaml:"rate"`
+	Burst int    `yaml:"burst"`
+	// CircuitBreaker stops fetching while the endpoint keeps failing and
+	// probes it instead (failures: -1 turns it off).
+	CircuitBreaker delivery.BreakerConfig `yaml:"circuit_breaker"`
+	Format         string                 `yaml:"format"`
+	Concurrency    int                    `yaml:"concurrency"`
+	Retry          retry.Policy           `yaml:"retry"`
 }
 
 // Sink is one configured sink: the common part and its kind's own (one of

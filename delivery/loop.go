@@ -43,6 +43,8 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Node is recorded in dead letters.
 	Node string
+	// Breaker configures the sink's circuit breaker (see BreakerConfig).
+	Breaker BreakerConfig
 	// Limiter, when set, paces the attempts (a sink's rate limit).
 	Limiter *rate.Limiter
 	// ParkAfter: retry waits longer than this move the event to the end of
@@ -62,6 +64,8 @@ type Stats struct {
 	// Parked counts events moved to the end of the outbox to wait for a
 	// later retry.
 	Parked atomic.Uint64
+	// CircuitOpen is whether the sink's circuit breaker is open.
+	CircuitOpen atomic.Bool
 }
 
 // Loop delivers the events of one sink's consumer.
@@ -70,6 +74,7 @@ type Loop struct {
 	cons    jetstream.Consumer
 	dlq     *outbox.DeadLetters
 	retries *outbox.Retries
+	brk     *breaker
 	log     *slog.Logger
 	now     func() time.Time
 	stats   Stats
@@ -98,7 +103,9 @@ func NewLoop(cfg Config, cons jetstream.Consumer, dlq *outbox.DeadLetters, retri
 	if err != nil {
 		return nil, err
 	}
-	return &Loop{cfg: cfg, cons: cons, dlq: dlq, retries: retries, log: log.With("sink", cfg.Name), now: time.Now, tel: tel}, nil
+	cfg.Breaker = cfg.Breaker.WithDefaults()
+	return &Loop{cfg: cfg, cons: cons, dlq: dlq, retries: retries, log: log.With("sink", cfg.Name), now: time.Now, tel: tel,
+		brk: newBreaker(cfg.Breaker)}, nil
 }
 
 // Stats returns the loop's counters.
@@ -115,6 +122,14 @@ func (l *Loop) Run(ctx context.Context) error {
 	slots := make(chan struct{}, l.cfg.Concurrency)
 
 	for ctx.Err() == nil {
+		if open, probeAt := l.brk.state(); open {
+			// The endpoint is failing: fetch nothing until the next probe.
+			sleep(ctx, time.Until(probeAt))
+			if open, _ = l.brk.state(); open && ctx.Err() == nil {
+				l.probe(attemptCtx)
+			}
+			continue
+		}
 		n := l.reserve(ctx, slots)
 		if n == 0 {
 			break
@@ -153,6 +168,18 @@ func (l *Loop) Run(ctx context.Context) error {
 		<-drained
 	}
 	return nil
+}
+
+// probe attempts one event while the circuit is open; its outcome closes
+// the circuit or pushes the next probe further out.
+func (l *Loop) probe(ctx context.Context) {
+	batch, err := l.cons.Fetch(1, jetstream.FetchMaxWait(fetchWait))
+	if err != nil {
+		return
+	}
+	for msg := range batch.Messages() {
+		l.handle(ctx, msg)
+	}
 }
 
 // reserve takes at least one free slot (waiting for it) and then as many
@@ -252,6 +279,15 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	now := l.now()
+	switch opened, closed := l.brk.record(err, now); {
+	case opened:
+		l.stats.CircuitOpen.Store(true)
+		l.log.WarnContext(ctx, "circuit opened: the endpoint keeps failing; fetching stops and one event probes it at a growing interval",
+			"failures", l.cfg.Breaker.Failures, "err", err)
+	case closed:
+		l.stats.CircuitOpen.Store(false)
+		l.log.InfoContext(ctx, "circuit closed: the endpoint answers again; delivering at full speed")
+	}
 	d := Decide(l.cfg.Policy, attempt, lin.stored, now, err)
 	log := l.log.With("event_id", env.ID, "event_type", env.Type, "attempt", attempt)
 	outcome := map[Action]string{Ack: outcomeDelivered, Retry: outcomeRetried, DeadLetter: outcomeDeadLettered}[d.Action]

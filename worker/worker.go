@@ -132,7 +132,7 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 			Concurrency: sc.Concurrency, Timeout: attemptTimeout(sc),
 			DrainTimeout: cfg.ShutdownTimeout, Node: cfg.NodeID,
 			Tracer: w.tracer(), Meter: w.meter(),
-			ParkAfter: w.parkAfter, Limiter: limiter,
+			ParkAfter: w.parkAfter, Limiter: limiter, Breaker: sc.CircuitBreaker,
 		}, cons, dlq, retries, log)
 		if err != nil {
 			return nil, err
