@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/courierhq/courier/retry"
@@ -15,10 +16,13 @@ const (
 	Ack Action = iota
 	Retry
 	DeadLetter
+	// Disable stops the sink until an operator enables it again; the event
+	// stays in the outbox.
+	Disable
 )
 
 func (a Action) String() string {
-	return [...]string{"delivered", "retry", "dead-letter"}[a]
+	return [...]string{"delivered", "retry", "dead-letter", "disable"}[a]
 }
 
 // Decision is the outcome of one attempt.
@@ -39,6 +43,10 @@ func Decide(p retry.Policy, attempt int, stored, now time.Time, err error) Decis
 	}
 	ce := retry.Classify(err)
 	switch {
+	case ce.Status == http.StatusGone:
+		// The receiver says the endpoint is gone for good: stop sending
+		// there rather than dead-letter everything that follows.
+		return Decision{Action: Disable, Reason: "endpoint answered 410 Gone"}
 	case ce.Kind == retry.Permanent:
 		return Decision{Action: DeadLetter, Reason: "permanent failure"}
 	case attempt >= p.MaxAttempts:

@@ -43,6 +43,9 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Node is recorded in dead letters.
 	Node string
+	// States holds the sink's enabled/disabled state shared by every node
+	// (nil: kept in memory only).
+	States *outbox.SinkStates
 	// Breaker configures the sink's circuit breaker (see BreakerConfig).
 	Breaker BreakerConfig
 	// Limiter, when set, paces the attempts (a sink's rate limit).
@@ -66,6 +69,8 @@ type Stats struct {
 	Parked atomic.Uint64
 	// CircuitOpen is whether the sink's circuit breaker is open.
 	CircuitOpen atomic.Bool
+	// Disabled is whether the sink is disabled (410 Gone, or an operator).
+	Disabled atomic.Bool
 }
 
 // Loop delivers the events of one sink's consumer.
@@ -120,8 +125,30 @@ func (l *Loop) Run(ctx context.Context) error {
 	defer cancelAttempts()
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, l.cfg.Concurrency)
+	stateChanged := make(chan struct{}, 1)
+	if l.cfg.States != nil {
+		err := l.cfg.States.Watch(ctx, l.cfg.Name, func(st outbox.SinkState) {
+			if was := l.stats.Disabled.Swap(st.Disabled); was != st.Disabled {
+				l.log.Info("sink state changed", "disabled", st.Disabled, "reason", st.Reason)
+			}
+			select {
+			case stateChanged <- struct{}{}:
+			default:
+			}
+		})
+		if err != nil {
+			l.log.Warn("cannot watch the sink's state; an operator's enable reaches this node only after a restart", "err", err)
+		}
+	}
 
 	for ctx.Err() == nil {
+		if l.stats.Disabled.Load() {
+			select {
+			case <-stateChanged:
+			case <-ctx.Done():
+			}
+			continue
+		}
 		if open, probeAt := l.brk.state(); open {
 			// The endpoint is failing: fetch nothing until the next probe.
 			sleep(ctx, time.Until(probeAt))
@@ -290,7 +317,7 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	d := Decide(l.cfg.Policy, attempt, lin.stored, now, err)
 	log := l.log.With("event_id", env.ID, "event_type", env.Type, "attempt", attempt)
-	outcome := map[Action]string{Ack: outcomeDelivered, Retry: outcomeRetried, DeadLetter: outcomeDeadLettered}[d.Action]
+	outcome := map[Action]string{Ack: outcomeDelivered, Retry: outcomeRetried, DeadLetter: outcomeDeadLettered, Disable: outcomeDisabled}[d.Action]
 	span.SetAttributes(attribute.String("courier.delivery.outcome", outcome))
 	if err != nil {
 		span.RecordError(err)
@@ -316,6 +343,25 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 		}
 	case DeadLetter:
 		l.deadLetter(ctx, msg, md, attempt, &env, d.Reason, err, log)
+	case Disable:
+		l.disable(ctx, d.Reason, log)
+		// The event waits in the outbox for the sink to be enabled again.
+		_ = msg.Nak()
+	}
+}
+
+// disable stops the sink on every node until an operator enables it.
+func (l *Loop) disable(ctx context.Context, reason string, log *slog.Logger) {
+	if l.stats.Disabled.Swap(true) {
+		return
+	}
+	log.ErrorContext(ctx, "sink disabled; its events wait in the outbox until `worker sinks enable` is run", "reason", reason)
+	if l.cfg.States == nil {
+		return
+	}
+	st := outbox.SinkState{Disabled: true, Reason: reason, At: l.now().UTC(), Node: l.cfg.Node}
+	if err := l.cfg.States.Put(context.WithoutCancel(ctx), l.cfg.Name, st); err != nil {
+		log.ErrorContext(ctx, "could not record the sink as disabled; other nodes keep sending", "err", err)
 	}
 }
 

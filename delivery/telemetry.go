@@ -21,6 +21,7 @@ const (
 	outcomeDeadLettered = "dead_lettered"
 	outcomeFiltered     = "filtered"
 	outcomeInterrupted  = "interrupted"
+	outcomeDisabled     = "disabled"
 )
 
 // telemetry is a loop's tracer and metric instruments.

@@ -63,6 +63,14 @@ func (w *Worker) registerGauges(dlq *outbox.DeadLetters) error {
 	if err != nil {
 		return fmt.Errorf("metric courier.dead_letters: %w", err)
 	}
+	disabled, err := m.Int64ObservableGauge("courier.sink.disabled", metric.WithDescription("1 while a sink is disabled (410 Gone, or by an operator)."))
+	if err != nil {
+		return fmt.Errorf("metric courier.sink.disabled: %w", err)
+	}
+	circuit, err := m.Int64ObservableGauge("courier.sink.circuit_open", metric.WithDescription("1 while a sink's circuit breaker is open (endpoint failing, probing)."))
+	if err != nil {
+		return fmt.Errorf("metric courier.sink.circuit_open: %w", err)
+	}
 	_, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -77,8 +85,10 @@ func (w *Worker) registerGauges(dlq *outbox.DeadLetters) error {
 				o.ObserveFloat64(oldest, 0)
 			}
 		}
-		for name := range w.loops {
+		for name, l := range w.loops {
 			sink := metric.WithAttributes(attribute.String("sink", name))
+			o.ObserveInt64(disabled, boolInt(l.Stats().Disabled.Load()), sink)
+			o.ObserveInt64(circuit, boolInt(l.Stats().CircuitOpen.Load()), sink)
 			if c, err := w.js.Consumer(ctx, outbox.StreamEvents, delivery.ConsumerName(name)); err == nil {
 				info := c.CachedInfo()
 				o.ObserveInt64(pending, int64(info.NumPending)+int64(info.NumAckPending), sink)
@@ -88,7 +98,7 @@ func (w *Worker) registerGauges(dlq *outbox.DeadLetters) error {
 			}
 		}
 		return nil
-	}, events, bytes, stored, oldest, pending, dead)
+	}, events, bytes, stored, oldest, pending, dead, disabled, circuit)
 	if err != nil {
 		return fmt.Errorf("register outbox metrics: %w", err)
 	}
@@ -113,4 +123,11 @@ func (w *Worker) AdminHandler() http.Handler {
 		fmt.Fprintln(rw, "ready")
 	})
 	return mux
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -112,6 +112,10 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 		return nil, fmt.Errorf("open JetStream: %w", err)
 	}
 	dlq, retries := outbox.NewDeadLetters(w.js), outbox.NewRetries(w.js)
+	states, err := outbox.EnsureSinkStates(ctx, w.js, 1)
+	if err != nil {
+		return nil, err
+	}
 	for _, sc := range cfg.Sinks {
 		sink, err := BuildSink(sc, version, w.tracer())
 		if err != nil {
@@ -132,7 +136,7 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 			Concurrency: sc.Concurrency, Timeout: attemptTimeout(sc),
 			DrainTimeout: cfg.ShutdownTimeout, Node: cfg.NodeID,
 			Tracer: w.tracer(), Meter: w.meter(),
-			ParkAfter: w.parkAfter, Limiter: limiter, Breaker: sc.CircuitBreaker,
+			ParkAfter: w.parkAfter, Limiter: limiter, Breaker: sc.CircuitBreaker, States: states,
 		}, cons, dlq, retries, log)
 		if err != nil {
 			return nil, err

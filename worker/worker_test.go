@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -488,5 +489,55 @@ func TestCircuitBreakerSavesAttemptsDuringAnOutage(t *testing.T) {
 	t.Logf("attempts during a 1.5s outage for 100 events: with breaker %d, without %d", attempts["with"], attempts["without"])
 	if attempts["with"]*2 > attempts["without"] {
 		t.Errorf("with the breaker %d attempts, without %d: want far fewer with it", attempts["with"], attempts["without"])
+	}
+}
+
+// TestGoneDisablesTheSinkUntilEnabled: a 410 disables the sink (nothing is
+// dead-lettered, events wait); enabling it delivers them all.
+func TestGoneDisablesTheSinkUntilEnabled(t *testing.T) {
+	rcv := testutil.NewReceiver(t)
+	var gone atomic.Bool
+	gone.Store(true)
+	rcv.Answer(func(testutil.Delivery, int) (int, http.Header) {
+		if gone.Load() {
+			return http.StatusGone, nil
+		}
+		return http.StatusOK, nil
+	})
+	n := testutil.StartNode(t, "sinks:\n"+sinkYAML("audit", rcv.URL(), "concurrency: 1"), nil)
+	p := n.Publisher(t)
+	first := emit(t, p, event.Envelope{Type: "VOLUME_CREATE"})
+	testutil.Eventually(t, waitFor, func() bool { return n.Loop("audit").Stats().Disabled.Load() }, "sink disabled by 410")
+	more := []string{emit(t, p, event.Envelope{Type: "VOLUME_CREATE"}), emit(t, p, event.Envelope{Type: "VOLUME_CREATE"})}
+	seenBefore := len(rcv.Requests())
+
+	nc, err := nats.Connect(n.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	states, err := outbox.OpenSinkStates(context.Background(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := states.Get(context.Background(), "audit"); !st.Disabled || st.Reason != "endpoint answered 410 Gone" {
+		t.Errorf("stored state = %+v, want disabled by 410", st)
+	}
+	if got := len(rcv.Requests()); got != seenBefore {
+		t.Errorf("%d requests reached a disabled sink", got-seenBefore)
+	}
+	gone.Store(false)
+	if err := states.Put(context.Background(), "audit", outbox.SinkState{Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, waitFor, func() bool { return n.Loop("audit").Stats().Delivered.Load() == 3 }, "the 3 waiting events delivered after enabling")
+	for _, id := range append(more, first) {
+		if rcv.Seen(id) == 0 {
+			t.Errorf("event %s never reached the re-enabled sink", id)
+		}
+	}
+	if dl := n.Loop("audit").Stats().DeadLettered.Load(); dl != 0 {
+		t.Errorf("%d dead-lettered; a disabled sink's events must wait", dl)
 	}
 }

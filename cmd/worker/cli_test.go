@@ -624,3 +624,19 @@ func TestDLQAgainstUnreachableOutboxFails(t *testing.T) {
 		})
 	}
 }
+
+func TestSinksDisableAndEnableAreRecordedInTheOutbox(t *testing.T) {
+	d := startDLQNode(t)
+	for _, verb := range []string{"disable", "enable"} {
+		r := cli(t, "sinks", verb, "--config", d.cfg, "audit")
+		if r.err != nil || !strings.Contains(r.stdout, "sink audit "+verb+"d") {
+			t.Fatalf("sinks %s: %v, %q", verb, r.err, r.stdout)
+		}
+		want := verb == "disable"
+		testutil.Eventually(t, cliWait, func() bool { return d.node.Loop("audit").Stats().Disabled.Load() == want }, "sink %sd on the node", verb)
+	}
+	var ue usageError
+	if r := cli(t, "sinks", "enable", "--config", d.cfg, "nosuch"); !errors.As(r.err, &ue) {
+		t.Errorf("enable of an unknown sink: err = %v, want usage error", r.err)
+	}
+}

@@ -37,6 +37,8 @@ commands:
   run                       run the node: embedded outbox and delivery to every sink
   check                     validate the configuration and exit
   sinks test NAME           send a test event to one sink now and print the outcome
+  sinks enable NAME         resume a sink disabled by a 410 Gone (or by sinks disable)
+  sinks disable NAME        stop delivering to a sink on every node; its events wait
   dlq list --sink S         list a sink's dead letters
   dlq replay --sink S (--id ID ... | --all)
                             deliver dead letters again, to that sink only
@@ -88,7 +90,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if len(rest) > 0 && rest[0] == "test" {
 			return sinksTestCmd(ctx, rest[1:], stdout)
 		}
-		return usageError{"usage: worker sinks test NAME"}
+		if len(rest) > 0 && (rest[0] == "enable" || rest[0] == "disable") {
+			return sinksStateCmd(ctx, rest[0] == "disable", rest[1:], stdout)
+		}
+		return usageError{"usage: worker sinks test|enable|disable NAME"}
 	case "dlq":
 		if len(rest) > 0 && rest[0] == "list" {
 			return dlqListCmd(ctx, rest[1:], stdout)
@@ -319,5 +324,50 @@ func dlqReplayCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(ids) > 0 && n < len(ids) {
 		return fmt.Errorf("%d of the given ids were not dead letters of sink %s", len(ids)-n, *sink)
 	}
+	return nil
+}
+
+// sinksStateCmd enables or disables a sink on every node of the outbox.
+func sinksStateCmd(ctx context.Context, disable bool, args []string, stdout io.Writer) error {
+	fs, cfgPath := newFlags("sinks enable|disable")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"usage: worker sinks enable|disable [--config FILE] NAME"}
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	name := fs.Arg(0)
+	known := false
+	for _, s := range cfg.Sinks {
+		known = known || s.Name == name
+	}
+	if !known {
+		return usageError{fmt.Sprintf("no sink named %q in %s", name, *cfgPath)}
+	}
+	nc, err := outbox.Connect(ctx, worker.ClientURL(cfg.Outbox), "courier-worker-cli", 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("%w (is the worker running?)", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("open JetStream: %w", err)
+	}
+	states, err := outbox.OpenSinkStates(ctx, js)
+	if err != nil {
+		return err
+	}
+	reason := "enabled by an operator"
+	if disable {
+		reason = "disabled by an operator"
+	}
+	if err := states.Put(ctx, name, outbox.SinkState{Disabled: disable, Reason: reason, At: time.Now().UTC()}); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "sink %s %s\n", name, map[bool]string{true: "disabled", false: "enabled"}[disable])
 	return nil
 }
