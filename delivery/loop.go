@@ -43,6 +43,8 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Node is recorded in dead letters.
 	Node string
+	// Attempts, when set, records every attempt's outcome.
+	Attempts *outbox.AttemptLog
 	// States holds the sink's enabled/disabled state shared by every node
 	// (nil: kept in memory only).
 	States *outbox.SinkStates
@@ -262,6 +264,11 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 		l.ack(msg, &env)
 		return
 	}
+	if l.stats.Disabled.Load() {
+		// Fetched just before the sink was disabled: leave it for later.
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
 	lin := readLineage(msg, md)
 	if l.waitOrPark(ctx, msg, md, lin, env.Type) {
 		return
@@ -327,6 +334,7 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 		}
 	}
 	l.tel.attemptDone(ctx, l.cfg.Name, outcome, now.Sub(start))
+	l.recordAttempt(&env, attempt, outcome, now.Sub(start), err)
 	switch d.Action {
 	case Ack:
 		l.stats.Delivered.Add(1)
@@ -445,4 +453,20 @@ func traceFields(h nats.Header) map[string]string {
 		}
 	}
 	return out
+}
+
+// recordAttempt adds the attempt to the attempt log, if there is one.
+func (l *Loop) recordAttempt(env *event.Envelope, attempt int, outcome string, took time.Duration, err error) {
+	if l.cfg.Attempts == nil {
+		return
+	}
+	a := outbox.Attempt{EventID: env.ID, Sink: l.cfg.Name, Attempt: attempt, Outcome: outcome,
+		Duration: took, Node: l.cfg.Node, At: l.now().UTC()}
+	if err != nil {
+		ce := retry.Classify(err)
+		a.Error, a.Status, a.Response = err.Error(), ce.Status, ce.Response
+	}
+	if err := l.cfg.Attempts.Record(a); err != nil {
+		l.log.Debug("attempt not logged", "err", err)
+	}
 }

@@ -151,42 +151,48 @@ func (d *DeadLetters) Replay(ctx context.Context, sink string, ids []string) (in
 
 // each visits the sink's dead letters in order until fn returns false.
 func (d *DeadLetters) each(ctx context.Context, sink string, fn func(DeadLetter) bool) error {
-	cons, err := d.js.OrderedConsumer(ctx, StreamDeadLetter, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{deadLetterSubject(sink)},
+	return readSubject(ctx, d.js, StreamDeadLetter, deadLetterSubject(sink), func(m jetstream.Msg) (bool, error) {
+		var dl DeadLetter
+		if err := json.Unmarshal(m.Data(), &dl); err != nil {
+			return false, fmt.Errorf("decode dead letter: %w", err)
+		}
+		if md, err := m.Metadata(); err == nil {
+			dl.Seq = md.Sequence.Stream
+		}
+		return fn(dl), nil
 	})
+}
+
+// readSubject visits, in order, the messages stored on one subject of a
+// stream, until fn returns false or an error.
+func readSubject(ctx context.Context, js jetstream.JetStream, stream, subject string, fn func(jetstream.Msg) (bool, error)) error {
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
 	if err != nil {
-		return fmt.Errorf("read %s: %w", StreamDeadLetter, mapAPIError(err))
+		return fmt.Errorf("read %s: %w", stream, mapAPIError(err))
 	}
 	info, err := cons.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", StreamDeadLetter, mapAPIError(err))
+		return fmt.Errorf("read %s: %w", stream, mapAPIError(err))
 	}
-	remaining := info.NumPending
-	for remaining > 0 {
+	for remaining := info.NumPending; remaining > 0; {
 		batch, err := cons.Fetch(int(min(remaining, 256)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			return fmt.Errorf("read %s: %w", StreamDeadLetter, err)
+			return fmt.Errorf("read %s: %w", stream, err)
 		}
 		got := 0
 		for m := range batch.Messages() {
 			got++
 			remaining--
-			var dl DeadLetter
-			if err := json.Unmarshal(m.Data(), &dl); err != nil {
-				return fmt.Errorf("decode dead letter: %w", err)
-			}
-			if md, err := m.Metadata(); err == nil {
-				dl.Seq = md.Sequence.Stream
-			}
-			if !fn(dl) {
-				return nil
+			more, err := fn(m)
+			if err != nil || !more {
+				return err
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return fmt.Errorf("read %s: %w", StreamDeadLetter, err)
+			return fmt.Errorf("read %s: %w", stream, err)
 		}
 		if got == 0 {
-			return fmt.Errorf("read %s: %d dead letters announced but none arrived", StreamDeadLetter, remaining)
+			return fmt.Errorf("read %s: %d messages announced but none arrived", stream, remaining)
 		}
 	}
 	return nil

@@ -116,6 +116,10 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
+	attempts, err := outbox.EnsureAttemptLog(ctx, w.nc, w.js, AttemptLogMaxAge, AttemptLogMaxBytes)
+	if err != nil {
+		return nil, err
+	}
 	for _, sc := range cfg.Sinks {
 		sink, err := BuildSink(sc, version, w.tracer())
 		if err != nil {
@@ -137,6 +141,7 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 			DrainTimeout: cfg.ShutdownTimeout, Node: cfg.NodeID,
 			Tracer: w.tracer(), Meter: w.meter(),
 			ParkAfter: w.parkAfter, Limiter: limiter, Breaker: sc.CircuitBreaker, States: states,
+			Attempts: attempts,
 		}, cons, dlq, retries, log)
 		if err != nil {
 			return nil, err
@@ -165,6 +170,12 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	log.Info("worker started", "node", cfg.NodeID, "sinks", len(w.loops))
 	return w, nil
 }
+
+// The attempt log keeps a day of attempts, in memory, up to 64 MiB.
+const (
+	AttemptLogMaxAge   = 24 * time.Hour
+	AttemptLogMaxBytes = 64 << 20
+)
 
 // trimInterval is how often delivered events are removed from the outbox.
 const trimInterval = time.Second

@@ -640,3 +640,22 @@ func TestSinksDisableAndEnableAreRecordedInTheOutbox(t *testing.T) {
 		t.Errorf("enable of an unknown sink: err = %v, want usage error", r.err)
 	}
 }
+
+func TestEventsAttemptsShowsEveryAttemptOfAnEvent(t *testing.T) {
+	d := startDLQNode(t)
+	d.deadLetter(t, "hist-1")
+	r := cli(t, "events", "attempts", "--config", d.cfg, "hist-1")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if !strings.Contains(r.stdout, "audit") || !strings.Contains(r.stdout, "dead_lettered") || !strings.Contains(r.stdout, "400") {
+		t.Errorf("attempts of hist-1:\n%s\nwant the sink, the outcome and the status", r.stdout)
+	}
+	r = cli(t, "events", "attempts", "--config", d.cfg, "--json", "hist-1")
+	if r.err != nil || strings.Count(r.stdout, "\n") != 1 || !strings.Contains(r.stdout, `"attempt":1`) {
+		t.Errorf("--json: %v\n%s", r.err, r.stdout)
+	}
+	if r := cli(t, "events", "attempts", "--config", d.cfg, "never-emitted"); r.err != nil || !strings.Contains(r.stdout, "no attempts recorded") {
+		t.Errorf("unknown id: %v %q", r.err, r.stdout)
+	}
+}

@@ -39,6 +39,7 @@ commands:
   sinks test NAME           send a test event to one sink now and print the outcome
   sinks enable NAME         resume a sink disabled by a 410 Gone (or by sinks disable)
   sinks disable NAME        stop delivering to a sink on every node; its events wait
+  events attempts ID        show every delivery attempt of one event, on every sink
   dlq list --sink S         list a sink's dead letters
   dlq replay --sink S (--id ID ... | --all)
                             deliver dead letters again, to that sink only
@@ -93,7 +94,12 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if len(rest) > 0 && (rest[0] == "enable" || rest[0] == "disable") {
 			return sinksStateCmd(ctx, rest[0] == "disable", rest[1:], stdout)
 		}
-		return usageError{"usage: worker sinks test|enable|disable NAME"}
+		return usageError{"usage: worker sinks test NAME | worker sinks enable|disable NAME"}
+	case "events":
+		if len(rest) > 0 && rest[0] == "attempts" {
+			return attemptsCmd(ctx, rest[1:], stdout)
+		}
+		return usageError{"usage: worker events attempts ID"}
 	case "dlq":
 		if len(rest) > 0 && rest[0] == "list" {
 			return dlqListCmd(ctx, rest[1:], stdout)
@@ -370,4 +376,52 @@ func sinksStateCmd(ctx context.Context, disable bool, args []string, stdout io.W
 	}
 	fmt.Fprintf(stdout, "sink %s %s\n", name, map[bool]string{true: "disabled", false: "enabled"}[disable])
 	return nil
+}
+
+// attemptsCmd prints the attempt log of one event.
+func attemptsCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	fs, cfgPath := newFlags("events attempts")
+	asJSON := fs.Bool("json", false, "print JSON lines")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"usage: worker events attempts [--config FILE] [--json] ID"}
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	nc, err := outbox.Connect(ctx, worker.ClientURL(cfg.Outbox), "courier-worker-cli", 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("%w (is the worker running?)", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("open JetStream: %w", err)
+	}
+	list, err := outbox.NewAttemptLog(js).Of(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, a := range list {
+			if err := enc.Encode(a); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(list) == 0 {
+		fmt.Fprintf(stdout, "no attempts recorded for %s (the log keeps %s, in memory)\n", fs.Arg(0), worker.AttemptLogMaxAge)
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "AT\tSINK\tATTEMPT\tOUTCOME\tSTATUS\tDURATION\tNODE\tERROR")
+	for _, a := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", a.At.Format(time.RFC3339Nano), a.Sink, a.Attempt, a.Outcome, a.Status, a.Duration.Round(time.Microsecond), a.Node, a.Error)
+	}
+	return tw.Flush()
 }
