@@ -80,9 +80,12 @@ type SinkCommon struct {
 	// CircuitBreaker stops fetching while the endpoint keeps failing and
 	// probes it instead (failures: -1 turns it off).
 	CircuitBreaker delivery.BreakerConfig `yaml:"circuit_breaker"`
-	Format         string                 `yaml:"format"`
-	Concurrency    int                    `yaml:"concurrency"`
-	Retry          retry.Policy           `yaml:"retry"`
+	// Ordering is "none" (default: full concurrency) or "key": events with
+	// the same key reach the sink in emit order, also across retries.
+	Ordering    string       `yaml:"ordering"`
+	Format      string       `yaml:"format"`
+	Concurrency int          `yaml:"concurrency"`
+	Retry       retry.Policy `yaml:"retry"`
 }
 
 // Sink is one configured sink: the common part and its kind's own (one of
@@ -433,6 +436,9 @@ func (s Sink) validate(outboxMaxAge time.Duration) error {
 	}
 	if _, _, err := s.RateLimit(); err != nil {
 		return err
+	}
+	if s.Ordering != "" && s.Ordering != "none" && s.Ordering != "key" {
+		return fmt.Errorf("ordering %q: want none or key", s.Ordering)
 	}
 	if s.Concurrency < 1 || s.Concurrency > 4096 {
 		return fmt.Errorf("concurrency %d: want 1 to 4096", s.Concurrency)

@@ -43,6 +43,12 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Node is recorded in dead letters.
 	Node string
+	// Ordered delivers events with the same key one at a time, in outbox
+	// order, also across retries; events without a key are not held back.
+	Ordered bool
+	// AckWait is the consumer's ack wait; held events are kept alive well
+	// within it.
+	AckWait time.Duration
 	// Attempts, when set, records every attempt's outcome.
 	Attempts *outbox.AttemptLog
 	// States holds the sink's enabled/disabled state shared by every node
@@ -82,6 +88,7 @@ type Loop struct {
 	dlq     *outbox.DeadLetters
 	retries *outbox.Retries
 	brk     *breaker
+	keys    keyQueues
 	log     *slog.Logger
 	now     func() time.Time
 	stats   Stats
@@ -112,7 +119,7 @@ func NewLoop(cfg Config, cons jetstream.Consumer, dlq *outbox.DeadLetters, retri
 	}
 	cfg.Breaker = cfg.Breaker.WithDefaults()
 	return &Loop{cfg: cfg, cons: cons, dlq: dlq, retries: retries, log: log.With("sink", cfg.Name), now: time.Now, tel: tel,
-		brk: newBreaker(cfg.Breaker)}, nil
+		brk: newBreaker(cfg.Breaker), keys: keyQueues{q: map[string][]jetstream.Msg{}}}, nil
 }
 
 // Stats returns the loop's counters.
@@ -173,6 +180,13 @@ func (l *Loop) Run(ctx context.Context) error {
 		got := 0
 		for msg := range batch.Messages() {
 			got++
+			if l.cfg.Ordered {
+				if key := eventKey(msg.Data()); key != "" {
+					release(slots, 1) // the key's worker takes a slot per attempt
+					l.dispatchOrdered(ctx, attemptCtx, key, msg, &wg, slots)
+					continue
+				}
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -247,33 +261,39 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 // handle runs one attempt and settles the message.
-func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
+func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) { l.attempt(ctx, msg, 0) }
+
+// attempt runs one attempt and settles the message, except that with
+// ordering by key a retry is not settled: it returns the delay, and the
+// key's worker holds the event (and its key) until then. earlier counts the
+// attempts already made while the event was held.
+func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (holdFor time.Duration) {
 	md, err := msg.Metadata()
 	if err != nil {
 		l.log.Error("message without JetStream metadata; leaving it for redelivery", "err", err)
-		return
+		return 0
 	}
 	var env event.Envelope
 	if err := json.Unmarshal(msg.Data(), &env); err != nil {
 		l.settleUndecodable(ctx, msg, md, err)
-		return
+		return 0
 	}
 	if !l.cfg.Filter.MatchEvent(&env) {
 		l.stats.Filtered.Add(1)
 		l.tel.count(ctx, l.cfg.Name, outcomeFiltered)
 		l.ack(msg, &env)
-		return
+		return 0
 	}
 	if l.stats.Disabled.Load() {
 		// Fetched just before the sink was disabled: leave it for later.
 		_ = msg.NakWithDelay(time.Second)
-		return
+		return 0
 	}
 	lin := readLineage(msg, md)
 	if l.waitOrPark(ctx, msg, md, lin, env.Type) {
-		return
+		return 0
 	}
-	attempt := lin.attempt(md)
+	attempt := lin.attempt(md) + earlier
 
 	// One consumer span per attempt, continuing the producer's trace from
 	// the event's headers; the sink's own client span and the receiver's
@@ -299,7 +319,7 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 		if err := l.cfg.Limiter.Wait(ctx); err != nil {
 			// Shutting down while waiting for a turn: hand the event back.
 			_ = msg.Nak()
-			return
+			return 0
 		}
 	}
 	start := l.now()
@@ -310,7 +330,7 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 		// Shutting down: this was not a fair attempt. Hand it back at once.
 		span.SetAttributes(attribute.String("courier.delivery.outcome", outcomeInterrupted))
 		_ = msg.Nak()
-		return
+		return 0
 	}
 	now := l.now()
 	switch opened, closed := l.brk.record(err, now); {
@@ -346,6 +366,9 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 		l.tel.count(ctx, l.cfg.Name, outcomeRetried)
 		span.SetAttributes(attribute.String("courier.delivery.retry_in", d.Delay.String()))
 		log.WarnContext(ctx, "delivery failed; will retry", "err", err, "retry_in", d.Delay.Round(time.Millisecond))
+		if l.cfg.Ordered && env.Key != "" {
+			return max(d.Delay, time.Millisecond)
+		}
 		if err := l.scheduleRetry(ctx, msg, md, lin, attempt, d.Delay, env.Type); err != nil {
 			log.WarnContext(ctx, "could not schedule the retry as planned; the outbox redelivers the event", "err", err)
 		}
@@ -356,6 +379,7 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 		// The event waits in the outbox for the sink to be enabled again.
 		_ = msg.Nak()
 	}
+	return 0
 }
 
 // disable stops the sink on every node until an operator enables it.

@@ -141,7 +141,7 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 			DrainTimeout: cfg.ShutdownTimeout, Node: cfg.NodeID,
 			Tracer: w.tracer(), Meter: w.meter(),
 			ParkAfter: w.parkAfter, Limiter: limiter, Breaker: sc.CircuitBreaker, States: states,
-			Attempts: attempts,
+			Attempts: attempts, Ordered: sc.Ordering == "key", AckWait: ackWaitFor(sc),
 		}, cons, dlq, retries, log)
 		if err != nil {
 			return nil, err
@@ -266,12 +266,7 @@ func (w *Worker) setUp(ctx context.Context, version string) error {
 		w.log.Warn("no sinks configured: emitted events are kept until outbox.max_age, or until the outbox is full, as no sink is to receive them")
 	}
 	for _, sc := range w.cfg.Sinks {
-		// The ack wait must outlast an attempt (or the event is sent twice)
-		// but is also how soon events in flight on a crashed node are sent
-		// again: a little more than one attempt.
-		timeout := attemptTimeout(sc)
-		ackWait := timeout + timeout/2 + 2*time.Second
-		if _, err := delivery.EnsureConsumer(ctx, js, sc.Name, ackWait, max(1000, 20*sc.Concurrency)); err != nil {
+		if _, err := delivery.EnsureConsumer(ctx, js, sc.Name, ackWaitFor(sc), max(1000, 20*sc.Concurrency)); err != nil {
 			return err
 		}
 	}
@@ -287,6 +282,14 @@ func Limits(cfg *config.File) outbox.Limits {
 		Duplicates:       cfg.Outbox.DuplicateWindow,
 		DeadLetterMaxAge: cfg.Outbox.DeadLetterMaxAge,
 	}
+}
+
+// ackWaitFor is the sink's consumer ack wait. It must outlast an attempt
+// (or the event is sent twice) but is also how soon events in flight on a
+// crashed node are sent again: a little more than one attempt.
+func ackWaitFor(sc config.Sink) time.Duration {
+	timeout := attemptTimeout(sc)
+	return timeout + timeout/2 + 2*time.Second
 }
 
 // attemptTimeout backs up the sink's own timeout by a second.
