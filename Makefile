@@ -7,7 +7,7 @@ LDFLAGS       := -X main.version=$(VERSION)
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BENCHTIME     ?= 3s
 
-.PHONY: all build run test test-short lint services bench bench-quick clean
+.PHONY: all build run test test-short lint services bench bench-quick bench-compare clean
 
 all: lint test
 
@@ -45,9 +45,15 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./outbox/ ./worker/ ./sinks/...
 
-## bench-quick: every benchmark once, as a smoke test
+## bench-quick: every benchmark once, and a short Courier-vs-Watermill run,
+## as a smoke test (completion with 0 lost, never a speed)
 bench-quick:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./outbox/ ./worker/ ./sinks/...
+	cd bench && $(GO) run ./cmd/compare --quick
+
+## bench-compare: Courier side by side with a Watermill pipeline (bench/, its own module)
+bench-compare:
+	cd bench && $(GO) run ./cmd/compare
 
 clean:
 	rm -rf bin quickstart

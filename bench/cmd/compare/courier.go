@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/courierhq/courier/config"
+	"github.com/courierhq/courier/delivery"
+	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/worker"
+)
+
+// sinkName is the one webhook sink of the Courier node.
+const sinkName = "bench"
+
+// courierSys is one Courier node: first the bare embedded outbox (streams
+// and the sink's durable consumer, no delivery loop), then, once delivery
+// starts, a full worker over the same data directory. Splitting it lets
+// the emit-only and backlog scenarios store events while nothing delivers
+// them, exactly as when the worker is down.
+type courierSys struct {
+	p   params
+	log *slog.Logger
+	dir string
+	cfg *config.File
+	srv *outbox.Server
+	w   *worker.Worker
+	pub *outbox.Publisher
+	url string
+}
+
+func newCourier(p params) *courierSys {
+	return &courierSys{p: p, log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+}
+
+// configFor is the node's configuration: everything default (sync: always
+// included) except the sink's concurrency and a retry schedule that starts
+// at 100ms, the same as the Watermill pipeline's Retry middleware.
+func (c *courierSys) configFor(url string) (*config.File, error) {
+	yaml := fmt.Sprintf(`node_id: bench
+data_dir: %s
+log: {level: warn}
+admin: {listen: "off"}
+outbox:
+  listen: 127.0.0.1:0
+  sync: always
+sinks:
+  - name: %s
+    type: webhook
+    url: %s
+    concurrency: %d
+    retry: {initial: 100ms, multiplier: 2, max_interval: 5s, max_attempts: 25, jitter: 0.2}
+`, c.dir, sinkName, url, c.p.Concurrency)
+	cfg, err := config.Parse([]byte(yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		return nil, fmt.Errorf("courier config: %w", err)
+	}
+	return cfg, nil
+}
+
+func (c *courierSys) open(ctx context.Context) error {
+	var err error
+	if c.dir, err = os.MkdirTemp("", "courier-bench-"); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	// The sink URL is not known yet and not used until delivery starts.
+	if c.cfg, err = c.configFor("http://127.0.0.1:9/unused"); err != nil {
+		return err
+	}
+	c.srv, err = outbox.StartServer(ctx, outbox.ServerConfig{
+		Name: c.cfg.NodeID, Listen: "127.0.0.1:0", DataDir: c.dir, SyncAlways: true,
+		MaxPayload: int32(c.cfg.Outbox.MaxEventSize) + 64<<10,
+	}, c.log)
+	if err != nil {
+		return fmt.Errorf("start outbox: %w", err)
+	}
+	nc, err := c.srv.InProcessConn()
+	if err != nil {
+		return fmt.Errorf("outbox connection: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if err := outbox.EnsureStreams(ctx, js, worker.Limits(c.cfg)); err != nil {
+		return fmt.Errorf("outbox streams: %w", err)
+	}
+	// The same consumer settings the worker derives (worker.setUp), so the
+	// worker started later finds it unchanged and resumes from it; a new
+	// consumer would start at new events only.
+	timeout := c.cfg.Sinks[0].Webhook.Timeout + time.Second
+	ackWait := timeout + timeout/2 + 2*time.Second
+	if _, err := delivery.EnsureConsumer(ctx, js, sinkName, ackWait, max(1000, 20*c.p.Concurrency)); err != nil {
+		return fmt.Errorf("sink consumer: %w", err)
+	}
+	if err := c.srv.Listen(ctx); err != nil {
+		return fmt.Errorf("outbox listen: %w", err)
+	}
+	c.url = c.srv.ClientURL()
+	return c.dial(ctx)
+}
+
+func (c *courierSys) dial(ctx context.Context) error {
+	pub, err := outbox.Dial(ctx, c.url, 10*time.Second)
+	if err != nil {
+		return fmt.Errorf("dial outbox: %w", err)
+	}
+	c.pub = pub
+	return nil
+}
+
+// startDelivery stops the bare outbox and starts the worker, with the sink
+// pointing at url, over the same data: the node coming (back) up.
+func (c *courierSys) startDelivery(ctx context.Context, url string) error {
+	c.pub.Close()
+	c.srv.Shutdown()
+	c.srv = nil
+	cfg, err := c.configFor(url)
+	if err != nil {
+		return err
+	}
+	c.cfg = cfg
+	if c.w, err = worker.Start(ctx, cfg, "bench", c.log); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	c.url = c.w.URL()
+	return c.dial(ctx)
+}
+
+func (c *courierSys) emit(ctx context.Context, i int) error {
+	if _, err := c.pub.Emit(ctx, envelope(i, benchData)); err != nil {
+		return fmt.Errorf("emit %d: %w", i, err)
+	}
+	return nil
+}
+
+// emitAsync queues one event; wait reports whether it was stored.
+func (c *courierSys) emitAsync(ctx context.Context, i int) (func() error, error) {
+	pe, err := c.pub.EmitAsync(ctx, envelope(i, benchData))
+	if err != nil {
+		return nil, fmt.Errorf("emit %d: %w", i, err)
+	}
+	return func() error {
+		if _, err := pe.Wait(ctx); err != nil {
+			return fmt.Errorf("emit %d: %w", i, err)
+		}
+		return nil
+	}, nil
+}
+
+// fast queues n events as fast as Courier's producer API takes them: one
+// producer streaming with EmitAsync (as `emit --file` does), which groups
+// whatever is queued into shared fsyncs; it returns once all are stored.
+func (c *courierSys) fast(ctx context.Context, n int, stamp func(int)) error {
+	waits := make([]func() error, 0, n)
+	for i := range n {
+		if stamp != nil {
+			stamp(i)
+		}
+		w, err := c.emitAsync(ctx, i)
+		if err != nil {
+			return err
+		}
+		waits = append(waits, w)
+	}
+	for _, w := range waits {
+		if err := w(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *courierSys) store() (url, stream string) { return c.url, outbox.StreamEvents }
+
+func (c *courierSys) close() {
+	if c.pub != nil {
+		c.pub.Close()
+	}
+	if c.w != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		c.w.Shutdown(ctx)
+		cancel()
+	}
+	if c.srv != nil {
+		c.srv.Shutdown()
+	}
+	if c.dir != "" {
+		_ = os.RemoveAll(c.dir)
+	}
+}
