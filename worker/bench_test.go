@@ -161,3 +161,37 @@ func BenchmarkEndToEndKafka(b *testing.B) {
 		sinkRun(b, 50000, fmt.Sprintf("  - name: bench\n    type: kafka\n    brokers: [%s]\n    topic: bench\n    concurrency: 256\n", addr))
 	}
 }
+
+// BenchmarkOrderedByKey: 20,000 events through a sink with ordering: key,
+// spread over 1, 8 or 64 keys: throughput grows with the number of keys
+// (one event per key at a time), not with concurrency alone.
+func BenchmarkOrderedByKey(b *testing.B) {
+	for _, keys := range []int{1, 8, 64} {
+		b.Run(fmt.Sprintf("keys=%d", keys), func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				rcv := testutil.NewReceiver(b)
+				node := testutil.StartNode(b, "sinks:\n  - name: bench\n    type: webhook\n    url: "+rcv.URL()+"\n    concurrency: 64\n    ordering: key\n", nil)
+				pub := node.Publisher(b)
+				const n = 20000
+				b.StartTimer()
+				start := time.Now()
+				var last *outbox.Pending
+				for i := range n {
+					pe, err := pub.EmitAsync(context.Background(), event.Envelope{Type: "VOLUME_SET", Key: fmt.Sprintf("k%d", i%keys)})
+					if err != nil {
+						b.Fatal(err)
+					}
+					last = pe
+				}
+				if _, err := last.Wait(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				testutil.Eventually(b, 5*time.Minute, func() bool { return rcv.Distinct() >= n }, "all delivered")
+				b.StopTimer()
+				b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
+				b.ReportMetric(0, "ns/op")
+			}
+		})
+	}
+}
