@@ -198,27 +198,11 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 func sinksTestCmd(ctx context.Context, args []string, stdout io.Writer) error {
-	fs, cfgPath := newFlags("sinks test")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageError{"usage: worker sinks test [--config FILE] NAME"}
-	}
-	cfg, err := loadConfig(*cfgPath)
+	cfg, sc, err := namedSink("sinks test", args)
 	if err != nil {
 		return err
 	}
-	name := fs.Arg(0)
-	var sc *config.Sink
-	for i := range cfg.Sinks {
-		if cfg.Sinks[i].Name == name {
-			sc = &cfg.Sinks[i]
-		}
-	}
-	if sc == nil {
-		return usageError{fmt.Sprintf("no sink named %q in %s", name, *cfgPath)}
-	}
+	name := sc.Name
 	sink, err := worker.BuildSink(*sc, version, nil)
 	if err != nil {
 		return err
@@ -250,6 +234,15 @@ func deadLetters(ctx context.Context, cfgPath string) (*outbox.DeadLetters, func
 	if err != nil {
 		return nil, nil, err
 	}
+	js, closeFn, err := connectJS(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return outbox.NewDeadLetters(js), closeFn, nil
+}
+
+// connectJS reaches the configured outbox for an operator command.
+func connectJS(ctx context.Context, cfg *config.File) (jetstream.JetStream, func(), error) {
 	nc, err := outbox.Connect(ctx, worker.ClientURL(cfg.Outbox), "courier-worker-cli", 5*time.Second)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w (is the worker running?)", err)
@@ -259,7 +252,29 @@ func deadLetters(ctx context.Context, cfgPath string) (*outbox.DeadLetters, func
 		nc.Close()
 		return nil, nil, fmt.Errorf("open JetStream: %w", err)
 	}
-	return outbox.NewDeadLetters(js), nc.Close, nil
+	return js, nc.Close, nil
+}
+
+// namedSink parses a command that takes --config and one sink NAME, and
+// returns the configuration and that sink.
+func namedSink(command string, args []string) (*config.File, *config.Sink, error) {
+	fs, cfgPath := newFlags(command)
+	if err := parse(fs, args); err != nil {
+		return nil, nil, err
+	}
+	if fs.NArg() != 1 {
+		return nil, nil, usageError{fmt.Sprintf("usage: worker %s [--config FILE] NAME", command)}
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range cfg.Sinks {
+		if cfg.Sinks[i].Name == fs.Arg(0) {
+			return cfg, &cfg.Sinks[i], nil
+		}
+	}
+	return nil, nil, usageError{fmt.Sprintf("no sink named %q in %s", fs.Arg(0), *cfgPath)}
 }
 
 func dlqListCmd(ctx context.Context, args []string, stdout io.Writer) error {
@@ -335,34 +350,16 @@ func dlqReplayCmd(ctx context.Context, args []string, stdout io.Writer) error {
 
 // sinksStateCmd enables or disables a sink on every node of the outbox.
 func sinksStateCmd(ctx context.Context, disable bool, args []string, stdout io.Writer) error {
-	fs, cfgPath := newFlags("sinks enable|disable")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageError{"usage: worker sinks enable|disable [--config FILE] NAME"}
-	}
-	cfg, err := loadConfig(*cfgPath)
+	cfg, sc, err := namedSink("sinks enable|disable", args)
 	if err != nil {
 		return err
 	}
-	name := fs.Arg(0)
-	known := false
-	for _, s := range cfg.Sinks {
-		known = known || s.Name == name
-	}
-	if !known {
-		return usageError{fmt.Sprintf("no sink named %q in %s", name, *cfgPath)}
-	}
-	nc, err := outbox.Connect(ctx, worker.ClientURL(cfg.Outbox), "courier-worker-cli", 5*time.Second)
+	name := sc.Name
+	js, closeFn, err := connectJS(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("%w (is the worker running?)", err)
+		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("open JetStream: %w", err)
-	}
+	defer closeFn()
 	states, err := outbox.OpenSinkStates(ctx, js)
 	if err != nil {
 		return err
@@ -392,15 +389,11 @@ func attemptsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	nc, err := outbox.Connect(ctx, worker.ClientURL(cfg.Outbox), "courier-worker-cli", 5*time.Second)
+	js, closeFn, err := connectJS(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("%w (is the worker running?)", err)
+		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("open JetStream: %w", err)
-	}
+	defer closeFn()
 	list, err := outbox.NewAttemptLog(js).Of(ctx, fs.Arg(0))
 	if err != nil {
 		return err
