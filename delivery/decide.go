@@ -32,6 +32,8 @@ type Decision struct {
 	Delay time.Duration
 	// Reason for a dead letter.
 	Reason string
+	// Exhausted: dead-lettered for running out of attempts (max_attempts).
+	Exhausted bool
 }
 
 // Decide is the single place where Courier chooses between acknowledging,
@@ -50,7 +52,7 @@ func Decide(p retry.Policy, attempt int, stored, now time.Time, err error) Decis
 	case ce.Kind == retry.Permanent:
 		return Decision{Action: DeadLetter, Reason: "permanent failure"}
 	case attempt >= p.MaxAttempts:
-		return Decision{Action: DeadLetter, Reason: fmt.Sprintf("gave up after max_attempts (%d)", p.MaxAttempts)}
+		return Decision{Action: DeadLetter, Reason: fmt.Sprintf("gave up after max_attempts (%d)", p.MaxAttempts), Exhausted: true}
 	case now.Sub(stored) >= p.MaxAge:
 		return Decision{Action: DeadLetter, Reason: fmt.Sprintf("gave up after max_age (%s)", p.MaxAge)}
 	}

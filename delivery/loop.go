@@ -333,6 +333,7 @@ func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (hol
 		return 0
 	}
 	now := l.now()
+	outage, _ := l.brk.state() // before this attempt's outcome is recorded
 	switch opened, closed := l.brk.record(err, now); {
 	case opened:
 		l.stats.CircuitOpen.Store(true)
@@ -343,6 +344,11 @@ func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (hol
 		l.log.InfoContext(ctx, "circuit closed: the endpoint answers again; delivering at full speed")
 	}
 	d := Decide(l.cfg.Policy, attempt, lin.stored, now, err)
+	if d.Exhausted && outage {
+		// A probe during an outage says nothing about this event: only
+		// max_age may give up on it while the endpoint is down.
+		d = Decision{Action: Retry, Delay: min(l.cfg.Policy.MaxInterval, max(lin.stored.Add(l.cfg.Policy.MaxAge).Sub(now), time.Millisecond))}
+	}
 	log := l.log.With("event_id", env.ID, "event_type", env.Type, "attempt", attempt)
 	outcome := map[Action]string{Ack: outcomeDelivered, Retry: outcomeRetried, DeadLetter: outcomeDeadLettered, Disable: outcomeDisabled}[d.Action]
 	span.SetAttributes(attribute.String("courier.delivery.outcome", outcome))

@@ -598,3 +598,28 @@ func TestOrderingByKeyHoldsUnderRandomFailures(t *testing.T) {
 		t.Error("no retries happened; the test did not exercise ordering across retries")
 	}
 }
+
+// TestOutageLongerThanMaxAttemptsDeadLettersNothing: while the circuit is
+// open, probes that fail do not use up an event's max_attempts; only
+// max_age could.
+func TestOutageLongerThanMaxAttemptsDeadLettersNothing(t *testing.T) {
+	rcv := testutil.NewReceiver(t)
+	var down atomic.Bool
+	down.Store(true)
+	rcv.Answer(func(testutil.Delivery, int) (int, http.Header) {
+		if down.Load() {
+			return http.StatusServiceUnavailable, nil
+		}
+		return http.StatusOK, nil
+	})
+	n := testutil.StartNode(t, "sinks:\n  - name: audit\n    type: webhook\n    url: "+rcv.URL()+
+		"\n    concurrency: 1\n    retry: {initial: 10ms, max_interval: 20ms, max_attempts: 3}\n    circuit_breaker: {failures: 2, probe_initial: 10ms, probe_max: 20ms}\n", nil)
+	id := emit(t, n.Publisher(t), event.Envelope{Type: "VOLUME_CREATE"})
+	// Far more attempts than max_attempts, all during the outage.
+	testutil.Eventually(t, waitFor, func() bool { return rcv.Seen(id) >= 10 }, "probes during the outage")
+	down.Store(false)
+	testutil.Eventually(t, waitFor, func() bool { return n.Loop("audit").Stats().Delivered.Load() == 1 }, "delivered once the endpoint is back")
+	if dl := n.Loop("audit").Stats().DeadLettered.Load(); dl != 0 {
+		t.Errorf("%d dead-lettered during an outage shorter than max_age", dl)
+	}
+}
