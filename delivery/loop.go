@@ -162,7 +162,7 @@ func (l *Loop) Run(ctx context.Context) error {
 			// The endpoint is failing: fetch nothing until the next probe.
 			sleep(ctx, time.Until(probeAt))
 			if open, _ = l.brk.state(); open && ctx.Err() == nil {
-				l.probe(attemptCtx)
+				l.probe(ctx, attemptCtx, &wg, slots)
 			}
 			continue
 		}
@@ -214,14 +214,22 @@ func (l *Loop) Run(ctx context.Context) error {
 }
 
 // probe attempts one event while the circuit is open; its outcome closes
-// the circuit or pushes the next probe further out.
-func (l *Loop) probe(ctx context.Context) {
+// the circuit or pushes the next probe further out. With ordering by key, a
+// keyed event still goes through its key's worker, behind the key's earlier
+// events.
+func (l *Loop) probe(runCtx, attemptCtx context.Context, wg *sync.WaitGroup, slots chan struct{}) {
 	batch, err := l.cons.Fetch(1, jetstream.FetchMaxWait(fetchWait))
 	if err != nil {
 		return
 	}
 	for msg := range batch.Messages() {
-		l.handle(ctx, msg)
+		if l.cfg.Ordered {
+			if key := eventKey(msg.Data()); key != "" {
+				l.dispatchOrdered(runCtx, attemptCtx, key, msg, wg, slots)
+				continue
+			}
+		}
+		l.handle(attemptCtx, msg)
 	}
 }
 
@@ -350,7 +358,7 @@ func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (hol
 		d = Decision{Action: Retry, Delay: min(l.cfg.Policy.MaxInterval, max(lin.stored.Add(l.cfg.Policy.MaxAge).Sub(now), time.Millisecond))}
 	}
 	log := l.log.With("event_id", env.ID, "event_type", env.Type, "attempt", attempt)
-	outcome := map[Action]string{Ack: outcomeDelivered, Retry: outcomeRetried, DeadLetter: outcomeDeadLettered, Disable: outcomeDisabled}[d.Action]
+	outcome := d.Action.outcome()
 	span.SetAttributes(attribute.String("courier.delivery.outcome", outcome))
 	if err != nil {
 		span.RecordError(err)

@@ -71,3 +71,16 @@ func (t telemetry) count(ctx context.Context, sink, outcome string) {
 func (t telemetry) attemptDone(ctx context.Context, sink, outcome string, took time.Duration) {
 	t.attempt.Record(ctx, took.Seconds(), metric.WithAttributes(attribute.String("sink", sink), attribute.String("outcome", outcome)))
 }
+
+// outcome is the action's metric label and span attribute value.
+func (a Action) outcome() string {
+	switch a {
+	case Ack:
+		return outcomeDelivered
+	case Retry:
+		return outcomeRetried
+	case DeadLetter:
+		return outcomeDeadLettered
+	}
+	return outcomeDisabled
+}
