@@ -89,6 +89,7 @@ type Loop struct {
 	retries *outbox.Retries
 	brk     *breaker
 	keys    keyQueues
+	lastErr atomic.Pointer[string]
 	log     *slog.Logger
 	now     func() time.Time
 	stats   Stats
@@ -120,6 +121,15 @@ func NewLoop(cfg Config, cons jetstream.Consumer, dlq *outbox.DeadLetters, retri
 	cfg.Breaker = cfg.Breaker.WithDefaults()
 	return &Loop{cfg: cfg, cons: cons, dlq: dlq, retries: retries, log: log.With("sink", cfg.Name), now: time.Now, tel: tel,
 		brk: newBreaker(cfg.Breaker), keys: keyQueues{q: map[string][]jetstream.Msg{}}}, nil
+}
+
+// LastError is the sink's most recent failed attempt (time and error), or
+// empty.
+func (l *Loop) LastError() string {
+	if p := l.lastErr.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Stats returns the loop's counters.
@@ -361,6 +371,8 @@ func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (hol
 	outcome := d.Action.outcome()
 	span.SetAttributes(attribute.String("courier.delivery.outcome", outcome))
 	if err != nil {
+		msg := now.UTC().Format(time.RFC3339) + " " + err.Error()
+		l.lastErr.Store(&msg)
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 		if st := retry.Classify(err).Status; st != 0 {

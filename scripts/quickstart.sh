@@ -75,6 +75,9 @@ if command -v curl >/dev/null 2>&1; then
 	curl -fsS "http://127.0.0.1:$QUICKSTART_ADMIN_PORT/metrics" | grep -E '^courier_deliveries_total\{' || true
 fi
 
+echo "== worker status (as gluster-eventsapi status):"
+bin/worker status --config "$CONFIG"
+
 echo "== dead letters of the sink (none expected):"
 bin/worker dlq list --config "$CONFIG" --sink gluster-webhook
 

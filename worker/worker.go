@@ -44,6 +44,9 @@ type Worker struct {
 
 	expiryCheck time.Duration
 	parkAfter   time.Duration
+	nodes       *outbox.Nodes
+	started     time.Time
+	version     string
 	oldest      atomic.Int64 // nanoseconds
 	tel         *observability.Telemetry
 	ready       atomic.Bool
@@ -67,7 +70,7 @@ func WithExpiryCheck(d time.Duration) Option { return func(w *Worker) { w.expiry
 // Start brings the node up: outbox first, then one loop per sink. On error
 // everything started so far is stopped again.
 func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logger, opts ...Option) (_ *Worker, err error) {
-	w := &Worker{cfg: cfg, log: log, loops: map[string]*delivery.Loop{}, expiryCheck: 30 * time.Second}
+	w := &Worker{cfg: cfg, log: log, loops: map[string]*delivery.Loop{}, expiryCheck: 30 * time.Second, version: version}
 	for _, o := range opts {
 		o(w)
 	}
@@ -116,6 +119,10 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
+	if w.nodes, err = outbox.EnsureNodes(ctx, w.js, 1); err != nil {
+		return nil, err
+	}
+	w.started = time.Now().UTC()
 	attempts, err := outbox.EnsureAttemptLog(ctx, w.nc, w.js, AttemptLogMaxAge, AttemptLogMaxBytes)
 	if err != nil {
 		return nil, err
@@ -166,6 +173,7 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 		defer w.wg.Done()
 		w.maintainOutbox(runCtx)
 	}()
+	w.beat(ctx, false)
 	w.ready.Store(true)
 	log.Info("worker started", "node", cfg.NodeID, "sinks", len(w.loops))
 	return w, nil
@@ -177,6 +185,27 @@ const (
 	AttemptLogMaxBytes = 64 << 20
 )
 
+// HeartbeatInterval is how often a node reports itself; `worker status`
+// shows a node DOWN after three missed beats.
+const HeartbeatInterval = 5 * time.Second
+
+// beat reports this node in the nodes bucket.
+func (w *Worker) beat(ctx context.Context, stopped bool) {
+	info := outbox.NodeInfo{Node: w.cfg.NodeID, URL: w.url, Version: w.version, Started: w.started,
+		Heartbeat: time.Now().UTC(), Stopped: stopped, LastError: map[string]string{}}
+	for name, l := range w.loops {
+		info.Sinks = append(info.Sinks, name)
+		if e := l.LastError(); e != "" {
+			info.LastError[name] = e
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := w.nodes.Beat(ctx, info); err != nil {
+		w.log.Warn("heartbeat", "err", err)
+	}
+}
+
 // trimInterval is how often delivered events are removed from the outbox.
 const trimInterval = time.Second
 
@@ -185,6 +214,8 @@ const trimInterval = time.Second
 func (w *Worker) maintainOutbox(ctx context.Context) {
 	trim := time.NewTicker(trimInterval)
 	defer trim.Stop()
+	heartbeat := time.NewTicker(HeartbeatInterval)
+	defer heartbeat.Stop()
 	expiry := time.NewTicker(w.expiryCheck)
 	defer expiry.Stop()
 	for {
@@ -197,6 +228,8 @@ func (w *Worker) maintainOutbox(ctx context.Context) {
 			}
 		case <-expiry.C:
 			w.checkExpiry(ctx)
+		case <-heartbeat.C:
+			w.beat(ctx, false)
 		}
 	}
 }
@@ -347,6 +380,7 @@ func (w *Worker) Shutdown(ctx context.Context) {
 	w.ready.Store(false)
 	w.cancel()
 	w.wg.Wait()
+	w.beat(ctx, true)
 	w.closeSinks(ctx)
 	w.stopOutbox()
 	w.log.Info("worker stopped")

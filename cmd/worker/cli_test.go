@@ -6,9 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/courierhq/courier/worker"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -657,5 +661,44 @@ func TestEventsAttemptsShowsEveryAttemptOfAnEvent(t *testing.T) {
 	}
 	if r := cli(t, "events", "attempts", "--config", d.cfg, "never-emitted"); r.err != nil || !strings.Contains(r.stdout, "no attempts recorded") {
 		t.Errorf("unknown id: %v %q", r.err, r.stdout)
+	}
+}
+
+func TestStatusShowsNodesUpOrDownAndEachSinksBacklog(t *testing.T) {
+	d := startDLQNode(t)
+	d.deadLetter(t, "status-1")
+	// A node that stopped reporting a minute ago, as after a crash.
+	nc, err := nats.Connect(d.node.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	nodes, err := outbox.OpenNodes(context.Background(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes.Beat(context.Background(), outbox.NodeInfo{Node: "ghost", Heartbeat: time.Now().Add(-time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	// The sink's last error reaches the table with the node's next heartbeat.
+	testutil.Eventually(t, 3*worker.HeartbeatInterval, func() bool {
+		r := cli(t, "status", "--config", d.cfg)
+		out = r.stdout
+		return r.err == nil && strings.Contains(out, "status 400")
+	}, "status with the sink's last error")
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^dlq-node\s+UP\s+running`),
+		regexp.MustCompile(`(?m)^ghost\s+DOWN\s+not reporting`),
+		regexp.MustCompile(`(?m)^audit\s+enabled\s+0\s+0\s+1\s`),
+	} {
+		if !want.MatchString(out) {
+			t.Errorf("status lacks %s:\n%s", want, out)
+		}
+	}
+	r := cli(t, "status", "--config", d.cfg, "--json")
+	if r.err != nil || !strings.Contains(r.stdout, `"dead_letters":1`) || !strings.Contains(r.stdout, `"up":false`) {
+		t.Errorf("status --json: %v\n%s", r.err, r.stdout)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/courierhq/courier/config"
+	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
@@ -36,6 +37,7 @@ const usage = `usage: worker <command> [flags]
 commands:
   run                       run the node: embedded outbox and delivery to every sink
   check                     validate the configuration and exit
+  status                    nodes UP/DOWN and, per sink, pending, in flight, dead letters, last error
   sinks test NAME           send a test event to one sink now and print the outcome
   sinks enable NAME         resume a sink disabled by a 410 Gone (or by sinks disable)
   sinks disable NAME        stop delivering to a sink on every node; its events wait
@@ -95,6 +97,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return sinksStateCmd(ctx, rest[0] == "disable", rest[1:], stdout)
 		}
 		return usageError{"usage: worker sinks test NAME | worker sinks enable|disable NAME"}
+	case "status":
+		return statusCmd(ctx, rest, stdout)
 	case "events":
 		if len(rest) > 0 && rest[0] == "attempts" {
 			return attemptsCmd(ctx, rest[1:], stdout)
@@ -415,6 +419,94 @@ func attemptsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintln(tw, "AT\tSINK\tATTEMPT\tOUTCOME\tSTATUS\tDURATION\tNODE\tERROR")
 	for _, a := range list {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", a.At.Format(time.RFC3339Nano), a.Sink, a.Attempt, a.Outcome, a.Status, a.Duration.Round(time.Microsecond), a.Node, a.Error)
+	}
+	return tw.Flush()
+}
+
+// sinkStatus is one row of worker status's sink table.
+type sinkStatus struct {
+	Sink        string `json:"sink"`
+	State       string `json:"state"`
+	Pending     uint64 `json:"pending"`
+	InFlight    int    `json:"in_flight"`
+	DeadLetters uint64 `json:"dead_letters"`
+	LastError   string `json:"last_error,omitempty"`
+}
+
+// statusCmd prints, like gluster-eventsapi status, every node with whether
+// it is up, and every configured sink's backlog.
+func statusCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	fs, cfgPath := newFlags("status")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	js, closeFn, err := connectJS(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	nodes, err := outbox.OpenNodes(ctx, js)
+	if err != nil {
+		return err
+	}
+	list, err := nodes.List(ctx)
+	if err != nil {
+		return err
+	}
+	states, err := outbox.OpenSinkStates(ctx, js)
+	if err != nil {
+		return err
+	}
+	dlq := outbox.NewDeadLetters(js)
+	now := time.Now()
+	var sinks []sinkStatus
+	for _, sc := range cfg.Sinks {
+		row := sinkStatus{Sink: sc.Name, State: "enabled"}
+		if st, err := states.Get(ctx, sc.Name); err == nil && st.Disabled {
+			row.State = "disabled: " + st.Reason
+		}
+		if c, err := js.Consumer(ctx, outbox.StreamEvents, delivery.ConsumerName(sc.Name)); err == nil {
+			row.Pending, row.InFlight = c.CachedInfo().NumPending, c.CachedInfo().NumAckPending
+		}
+		row.DeadLetters, _ = dlq.Count(ctx, sc.Name)
+		for _, n := range list {
+			if e := n.LastError[sc.Name]; e > row.LastError { // RFC 3339 prefix: latest wins
+				row.LastError = e
+			}
+		}
+		sinks = append(sinks, row)
+	}
+	within := 3 * worker.HeartbeatInterval
+	if *asJSON {
+		type nodeStatus struct {
+			outbox.NodeInfo
+			Up bool `json:"up"`
+		}
+		var ns []nodeStatus
+		for _, n := range list {
+			ns = append(ns, nodeStatus{n, n.Up(now, within)})
+		}
+		return json.NewEncoder(stdout).Encode(map[string]any{"nodes": ns, "sinks": sinks})
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tNODE STATUS\tWORKER STATUS\tLAST SEEN\tVERSION")
+	for _, n := range list {
+		status, running := "DOWN", "stopped"
+		if n.Up(now, within) {
+			status, running = "UP", "running"
+		} else if !n.Stopped {
+			running = "not reporting"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\n", n.Node, status, running, now.Sub(n.Heartbeat).Round(time.Second), n.Version)
+	}
+	fmt.Fprintln(tw, "\nSINK\tSTATE\tPENDING\tIN FLIGHT\tDEAD LETTERS\tLAST ERROR")
+	for _, r := range sinks {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", r.Sink, r.State, r.Pending, r.InFlight, r.DeadLetters, r.LastError)
 	}
 	return tw.Flush()
 }

@@ -1,0 +1,92 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// BucketNodes holds each node's last heartbeat, replicated with the outbox,
+// so any node can tell which others are up.
+const BucketNodes = "COURIER_NODES"
+
+// NodeInfo is what a node reports about itself.
+type NodeInfo struct {
+	Node      string            `json:"node"`
+	URL       string            `json:"url,omitempty"`
+	Version   string            `json:"version,omitempty"`
+	Started   time.Time         `json:"started"`
+	Heartbeat time.Time         `json:"heartbeat"`
+	Stopped   bool              `json:"stopped,omitempty"` // stopped cleanly
+	Sinks     []string          `json:"sinks,omitempty"`
+	LastError map[string]string `json:"last_error,omitempty"` // by sink
+}
+
+// Up reports whether the node's last heartbeat is recent enough.
+func (n NodeInfo) Up(now time.Time, within time.Duration) bool {
+	return !n.Stopped && now.Sub(n.Heartbeat) <= within
+}
+
+// Nodes reads and writes node heartbeats.
+type Nodes struct{ kv jetstream.KeyValue }
+
+// EnsureNodes creates or opens the nodes bucket.
+func EnsureNodes(ctx context.Context, js jetstream.JetStream, replicas int) (*Nodes, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: BucketNodes, Description: "Courier nodes and their heartbeats",
+		Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set up bucket %s: %w", BucketNodes, err)
+	}
+	return &Nodes{kv: kv}, nil
+}
+
+// OpenNodes opens the bucket (for operator commands).
+func OpenNodes(ctx context.Context, js jetstream.JetStream) (*Nodes, error) {
+	kv, err := js.KeyValue(ctx, BucketNodes)
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", BucketNodes, mapAPIError(err))
+	}
+	return &Nodes{kv: kv}, nil
+}
+
+// Beat stores the node's report.
+func (n *Nodes) Beat(ctx context.Context, info NodeInfo) error {
+	b, err := json.Marshal(info)
+	if err != nil {
+		return fmt.Errorf("encode node %s: %w", info.Node, err)
+	}
+	if _, err := n.kv.Put(ctx, info.Node, b); err != nil {
+		return fmt.Errorf("heartbeat of node %s: %w", info.Node, err)
+	}
+	return nil
+}
+
+// List returns every node that ever reported.
+func (n *Nodes) List(ctx context.Context) ([]NodeInfo, error) {
+	keys, err := n.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	var out []NodeInfo
+	for key := range keys.Keys() {
+		e, err := n.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return out, fmt.Errorf("read node %s: %w", key, err)
+		}
+		var info NodeInfo
+		if err := json.Unmarshal(e.Value(), &info); err != nil {
+			return out, fmt.Errorf("decode node %s: %w", key, err)
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
