@@ -4,9 +4,6 @@ package deploy
 
 import (
 	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
@@ -120,15 +117,7 @@ func scrapeFamilies(t *testing.T) map[string]bool {
 		t.Fatal(err)
 	}
 	rcv := testutil.NewReceiver(t)
-	rcv.Answer(func(d testutil.Delivery, seen int) (int, http.Header) {
-		switch {
-		case strings.HasPrefix(d.ID, "bad-"):
-			return http.StatusBadRequest, nil
-		case seen == 1:
-			return http.StatusServiceUnavailable, nil
-		}
-		return http.StatusOK, nil
-	})
+	rcv.Answer(testutil.RefuseBadRetryOthers)
 	n := testutil.StartNode(t, "sinks:\n  - name: audit\n    type: webhook\n    url: "+rcv.URL()+
 		"\n    retry: {initial: 20ms, max_interval: 100ms}\n", nil, worker.WithTelemetry(tel))
 	p := n.Publisher(t)
@@ -141,16 +130,9 @@ func scrapeFamilies(t *testing.T) map[string]bool {
 		s := n.Loop("audit").Stats()
 		return s.Delivered.Load() == 1 && s.DeadLettered.Load() == 1
 	}, "delivery and dead letter")
-	srv := httptest.NewServer(n.AdminHandler())
-	defer srv.Close()
-	resp, err := http.Get(srv.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_, body := testutil.Get(t, n.AdminHandler(), "/metrics")
 	families := map[string]bool{}
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(body, "\n") {
 		if f := strings.Fields(line); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" {
 			families[f[2]] = true
 		}

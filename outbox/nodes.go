@@ -36,23 +36,14 @@ type Nodes struct{ kv jetstream.KeyValue }
 
 // EnsureNodes creates or opens the nodes bucket.
 func EnsureNodes(ctx context.Context, js jetstream.JetStream, replicas int) (*Nodes, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: BucketNodes, Description: "Courier nodes and their heartbeats",
-		Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("set up bucket %s: %w", BucketNodes, err)
-	}
-	return &Nodes{kv: kv}, nil
+	kv, err := ensureBucket(ctx, js, BucketNodes, "Courier nodes and their heartbeats", replicas)
+	return &Nodes{kv: kv}, err
 }
 
 // OpenNodes opens the bucket (for operator commands).
 func OpenNodes(ctx context.Context, js jetstream.JetStream) (*Nodes, error) {
-	kv, err := js.KeyValue(ctx, BucketNodes)
-	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", BucketNodes, mapAPIError(err))
-	}
-	return &Nodes{kv: kv}, nil
+	kv, err := openBucket(ctx, js, BucketNodes)
+	return &Nodes{kv: kv}, err
 }
 
 // Beat stores the node's report.

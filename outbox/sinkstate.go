@@ -27,23 +27,35 @@ type SinkStates struct{ kv jetstream.KeyValue }
 
 // EnsureSinkStates creates or opens the sink state bucket.
 func EnsureSinkStates(ctx context.Context, js jetstream.JetStream, replicas int) (*SinkStates, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: BucketSinkState, Description: "Courier sink states (disabled by 410 Gone, re-enabled by operators)",
-		Storage: jetstream.FileStorage, Replicas: max(replicas, 1), History: 5,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("set up bucket %s: %w", BucketSinkState, err)
-	}
-	return &SinkStates{kv: kv}, nil
+	kv, err := ensureBucket(ctx, js, BucketSinkState, "Courier sink states (disabled by 410 Gone, re-enabled by operators)", replicas)
+	return &SinkStates{kv: kv}, err
 }
 
 // OpenSinkStates opens the bucket (for the operator commands).
 func OpenSinkStates(ctx context.Context, js jetstream.JetStream) (*SinkStates, error) {
-	kv, err := js.KeyValue(ctx, BucketSinkState)
+	kv, err := openBucket(ctx, js, BucketSinkState)
+	return &SinkStates{kv: kv}, err
+}
+
+// ensureBucket creates or updates a file-backed KV bucket beside the outbox.
+func ensureBucket(ctx context.Context, js jetstream.JetStream, name, description string, replicas int) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: name, Description: description,
+		Storage: jetstream.FileStorage, Replicas: max(replicas, 1), History: 5,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", BucketSinkState, mapAPIError(err))
+		return nil, fmt.Errorf("set up bucket %s: %w", name, err)
 	}
-	return &SinkStates{kv: kv}, nil
+	return kv, nil
+}
+
+// openBucket opens an existing KV bucket, for the operator commands.
+func openBucket(ctx context.Context, js jetstream.JetStream, name string) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", name, mapAPIError(err))
+	}
+	return kv, nil
 }
 
 // Get returns the sink's state (enabled when none was ever stored).

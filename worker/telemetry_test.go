@@ -2,9 +2,7 @@ package worker_test
 
 import (
 	"context"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -35,19 +33,9 @@ func attr(s sdktrace.ReadOnlySpan, key string) string {
 // (numbered, with its outcome), an HTTP client span per request, and the
 // receiver sees that trace in traceparent.
 func TestOneEventIsOneTraceFromEmitToReceiver(t *testing.T) {
-	spans := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
-	tel, err := observability.New(tp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	spans, tp, tel := traced(t)
 	rcv := testutil.NewReceiver(t)
-	rcv.Answer(func(_ testutil.Delivery, seen int) (int, http.Header) {
-		if seen == 1 {
-			return http.StatusServiceUnavailable, nil
-		}
-		return http.StatusOK, nil
-	})
+	rcv.Answer(testutil.FailFirst(http.StatusServiceUnavailable))
 	n := testutil.StartNode(t, "sinks:\n"+sinkYAML("audit", rcv.URL(), ""), nil, worker.WithTelemetry(tel))
 	id := emit(t, n.Publisher(t, outbox.WithTracerProvider(tp)), event.Envelope{Type: "VOLUME_CREATE"})
 
@@ -106,15 +94,7 @@ func TestMetricsAfterAKnownRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	rcv := testutil.NewReceiver(t)
-	rcv.Answer(func(d testutil.Delivery, seen int) (int, http.Header) {
-		switch {
-		case strings.HasPrefix(d.ID, "bad-"):
-			return http.StatusBadRequest, nil
-		case seen == 1:
-			return http.StatusServiceUnavailable, nil
-		}
-		return http.StatusOK, nil
-	})
+	rcv.Answer(testutil.RefuseBadRetryOthers)
 	n := testutil.StartNode(t, "sinks:\n"+sinkYAML("audit", rcv.URL(), `events: ["VOLUME_*"]`), nil, worker.WithTelemetry(tel))
 	p := n.Publisher(t)
 	emit(t, p, event.Envelope{Type: "VOLUME_CREATE"})
@@ -125,14 +105,7 @@ func TestMetricsAfterAKnownRun(t *testing.T) {
 		return s.Delivered.Load() == 1 && s.DeadLettered.Load() == 1 && s.Filtered.Load() == 1
 	}, "run settled")
 
-	srv := httptest.NewServer(n.AdminHandler())
-	defer srv.Close()
-	resp, err := http.Get(srv.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_, body := testutil.Get(t, n.AdminHandler(), "/metrics")
 	for _, want := range []string{
 		`courier_deliveries_total{outcome="delivered",sink="audit"} 1`,
 		`courier_deliveries_total{outcome="retried",sink="audit"} 1`,
@@ -143,39 +116,24 @@ func TestMetricsAfterAKnownRun(t *testing.T) {
 		`courier_outbox_stored_total 3`,
 		`courier_consumer_pending{sink="audit"} 0`,
 	} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
 	if t.Failed() {
 		t.Logf("/metrics:\n%s", body)
 	}
-	for path, code := range map[string]int{"/healthz": 200, "/readyz": 200} {
-		r, err := http.Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Body.Close()
-		if r.StatusCode != code {
-			t.Errorf("%s = %d, want %d", path, r.StatusCode, code)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, _ := testutil.Get(t, n.AdminHandler(), path); code != http.StatusOK {
+			t.Errorf("%s = %d, want 200", path, code)
 		}
 	}
 }
 
 func TestReplayContinuesTheEventsTrace(t *testing.T) {
-	spans := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
-	tel, err := observability.New(tp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	spans, tp, tel := traced(t)
 	rcv := testutil.NewReceiver(t)
-	rcv.Answer(func(_ testutil.Delivery, seen int) (int, http.Header) {
-		if seen == 1 {
-			return http.StatusBadRequest, nil
-		}
-		return http.StatusOK, nil
-	})
+	rcv.Answer(testutil.FailFirst(http.StatusBadRequest))
 	n := testutil.StartNode(t, "sinks:\n"+sinkYAML("audit", rcv.URL(), ""), nil, worker.WithTelemetry(tel))
 	id := emit(t, n.Publisher(t, outbox.WithTracerProvider(tp)), event.Envelope{Type: "VOLUME_CREATE"})
 	testutil.Eventually(t, waitFor, func() bool { return n.Loop("audit").Stats().DeadLettered.Load() == 1 }, "dead-lettered")
@@ -219,12 +177,7 @@ func TestReplayContinuesTheEventsTrace(t *testing.T) {
 // trace, below a producer span for the publish.
 func TestAMQPPublishJoinsTheEventsTrace(t *testing.T) {
 	exchange, ch, queue := testutil.AMQPQueue(t, "trace")
-	spans := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
-	tel, err := observability.New(tp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	spans, tp, tel := traced(t)
 	n := testutil.StartNode(t, "sinks:\n  - name: bus\n    type: amqp\n    url: "+testutil.AMQPURL()+"\n    exchange: "+exchange+"\n", nil, worker.WithTelemetry(tel))
 	emit(t, n.Publisher(t, outbox.WithTracerProvider(tp)), event.Envelope{Type: "VOLUME_CREATE"})
 	var traceparent string
@@ -252,4 +205,16 @@ func TestAMQPPublishJoinsTheEventsTrace(t *testing.T) {
 	if publish.Parent().SpanID() == (trace.SpanID{}) {
 		t.Error("publish span has no parent; want the delivery attempt's span")
 	}
+}
+
+// traced returns telemetry that records every span in memory.
+func traced(t *testing.T) (*tracetest.InMemoryExporter, *sdktrace.TracerProvider, *observability.Telemetry) {
+	t.Helper()
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	tel, err := observability.New(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spans, tp, tel
 }

@@ -499,12 +499,7 @@ func TestGoneDisablesTheSinkUntilEnabled(t *testing.T) {
 	rcv := testutil.NewReceiver(t)
 	var gone atomic.Bool
 	gone.Store(true)
-	rcv.Answer(func(testutil.Delivery, int) (int, http.Header) {
-		if gone.Load() {
-			return http.StatusGone, nil
-		}
-		return http.StatusOK, nil
-	})
+	rcv.Answer(testutil.While(&gone, http.StatusGone))
 	n := testutil.StartNode(t, "sinks:\n"+sinkYAML("audit", rcv.URL(), "concurrency: 1"), nil)
 	p := n.Publisher(t)
 	first := emit(t, p, event.Envelope{Type: "VOLUME_CREATE"})
@@ -606,12 +601,7 @@ func TestOutageLongerThanMaxAttemptsDeadLettersNothing(t *testing.T) {
 	rcv := testutil.NewReceiver(t)
 	var down atomic.Bool
 	down.Store(true)
-	rcv.Answer(func(testutil.Delivery, int) (int, http.Header) {
-		if down.Load() {
-			return http.StatusServiceUnavailable, nil
-		}
-		return http.StatusOK, nil
-	})
+	rcv.Answer(testutil.While(&down, http.StatusServiceUnavailable))
 	n := testutil.StartNode(t, "sinks:\n  - name: audit\n    type: webhook\n    url: "+rcv.URL()+
 		"\n    concurrency: 1\n    retry: {initial: 10ms, max_interval: 20ms, max_attempts: 3}\n    circuit_breaker: {failures: 2, probe_initial: 10ms, probe_max: 20ms}\n", nil)
 	id := emit(t, n.Publisher(t), event.Envelope{Type: "VOLUME_CREATE"})

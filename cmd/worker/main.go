@@ -302,13 +302,7 @@ func dlqListCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		for _, dl := range list {
-			if err := enc.Encode(dl); err != nil {
-				return err
-			}
-		}
-		return nil
+		return printJSONLines(stdout, list)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tEVENT ID\tTYPE\tATTEMPTS\tSTATUS\tDEAD AT\tREASON")
@@ -403,13 +397,7 @@ func attemptsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		for _, a := range list {
-			if err := enc.Encode(a); err != nil {
-				return err
-			}
-		}
-		return nil
+		return printJSONLines(stdout, list)
 	}
 	if len(list) == 0 {
 		fmt.Fprintf(stdout, "no attempts recorded for %s (the log keeps %s, in memory)\n", fs.Arg(0), worker.AttemptLogMaxAge)
@@ -509,4 +497,15 @@ func statusCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", r.Sink, r.State, r.Pending, r.InFlight, r.DeadLetters, r.LastError)
 	}
 	return tw.Flush()
+}
+
+// printJSONLines writes one JSON object per line, for scripts.
+func printJSONLines[T any](w io.Writer, items []T) error {
+	enc := json.NewEncoder(w)
+	for _, it := range items {
+		if err := enc.Encode(it); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -210,4 +211,49 @@ func StartOutbox(t testing.TB, limits outbox.Limits) (*outbox.Server, jetstream.
 		t.Fatalf("streams: %v", err)
 	}
 	return srv, js
+}
+
+// FailFirst answers status to the first request of each event id and 200
+// to the ones after it.
+func FailFirst(status int) Answer {
+	return func(_ Delivery, seen int) (int, http.Header) {
+		if seen == 1 {
+			return status, nil
+		}
+		return http.StatusOK, nil
+	}
+}
+
+// While answers status as long as the flag is set, 200 after.
+func While(flag *atomic.Bool, status int) Answer {
+	return func(Delivery, int) (int, http.Header) {
+		if flag.Load() {
+			return status, nil
+		}
+		return http.StatusOK, nil
+	}
+}
+
+// RefuseBadRetryOthers answers 400 to ids starting with "bad-" and 503 then
+// 200 to the others: a run with a dead letter, a retry and a delivery.
+func RefuseBadRetryOthers(d Delivery, seen int) (int, http.Header) {
+	if strings.HasPrefix(d.ID, "bad-") {
+		return http.StatusBadRequest, nil
+	}
+	return FailFirst(http.StatusServiceUnavailable)(d, seen)
+}
+
+// Get requests path from a handler over a real HTTP server and returns the
+// status and body.
+func Get(t testing.TB, h http.Handler, path string) (int, string) {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }
