@@ -234,15 +234,24 @@ func sinksTestCmd(ctx context.Context, args []string, stdout io.Writer) error {
 // deadLetters loads the configuration and connects to its outbox for the
 // dlq commands.
 func deadLetters(ctx context.Context, cfgPath string) (*outbox.DeadLetters, func(), error) {
-	cfg, err := loadConfig(cfgPath)
-	if err != nil {
-		return nil, nil, err
-	}
-	js, closeFn, err := connectJS(ctx, cfg)
+	_, js, closeFn, err := connectConfigured(ctx, cfgPath)
 	if err != nil {
 		return nil, nil, err
 	}
 	return outbox.NewDeadLetters(js), closeFn, nil
+}
+
+// connectConfigured loads the configuration and reaches its outbox.
+func connectConfigured(ctx context.Context, cfgPath string) (*config.File, jetstream.JetStream, func(), error) {
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	js, closeFn, err := connectJS(ctx, cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cfg, js, closeFn, nil
 }
 
 // connectJS reaches the configured outbox for an operator command.
@@ -383,11 +392,7 @@ func attemptsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if fs.NArg() != 1 {
 		return usageError{"usage: worker events attempts [--config FILE] [--json] ID"}
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	js, closeFn, err := connectJS(ctx, cfg)
+	_, js, closeFn, err := connectConfigured(ctx, *cfgPath)
 	if err != nil {
 		return err
 	}
@@ -429,11 +434,7 @@ func statusCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	js, closeFn, err := connectJS(ctx, cfg)
+	cfg, js, closeFn, err := connectConfigured(ctx, *cfgPath)
 	if err != nil {
 		return err
 	}
