@@ -3,6 +3,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -31,10 +33,24 @@ type File struct {
 	Log     Log    `yaml:"log"`
 	Outbox  Outbox `yaml:"outbox"`
 	Admin   Admin  `yaml:"admin"`
+	// Cluster joins this node's embedded outbox to others' (absent: one
+	// node on its own).
+	Cluster Cluster `yaml:"cluster"`
 	// ShutdownTimeout bounds how long in-flight deliveries may finish on
 	// SIGTERM before they are handed back to the outbox.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	Sinks           []Sink        `yaml:"-"`
+
+	lookupEnv func(string) (string, bool)
+}
+
+// LookupEnv is the environment the file's ${NAME} references were expanded
+// from; sink definitions from the registry are expanded from it too.
+func (f *File) LookupEnv() func(string) (string, bool) {
+	if f.lookupEnv == nil {
+		return os.LookupEnv
+	}
+	return f.lookupEnv
 }
 
 // Log configures the worker's logs.
@@ -48,6 +64,70 @@ type Log struct {
 type Admin struct {
 	// Listen is host:port, or "off".
 	Listen string `yaml:"listen"`
+}
+
+// Cluster makes the embedded servers of several nodes one NATS cluster,
+// whose streams and buckets are replicated.
+type Cluster struct {
+	// Name is the cluster's name; every node uses the same one.
+	Name string `yaml:"name"`
+	// Listen is host:port where this node accepts the other nodes' routes.
+	Listen string `yaml:"listen"`
+	// Routes are the other nodes' cluster addresses (host:port or
+	// nats-route://host:port); listing this node's own address is harmless.
+	Routes []string `yaml:"routes"`
+	// Replicas is how many nodes hold each stream and bucket (default 3,
+	// or fewer when the cluster has fewer nodes).
+	Replicas int `yaml:"replicas"`
+}
+
+// Replication is the replica count for streams and buckets: 1 on a
+// single node.
+func (f *File) Replication() int {
+	if !f.Cluster.Enabled() {
+		return 1
+	}
+	return f.Cluster.Replicas
+}
+
+// Enabled reports whether the node is configured to form a cluster.
+func (c Cluster) Enabled() bool { return c.Name != "" || c.Listen != "" || len(c.Routes) > 0 }
+
+// RouteURLs are the routes as nats-route:// URLs.
+func (c Cluster) RouteURLs() []string {
+	out := make([]string, 0, len(c.Routes))
+	for _, r := range c.Routes {
+		if !strings.Contains(r, "://") {
+			r = "nats-route://" + r
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func (c Cluster) validate() error {
+	if !c.Enabled() {
+		return nil
+	}
+	if c.Name == "" {
+		return errors.New("cluster.name is required: every node of one cluster uses the same name")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("cluster.listen %q: want host:port: %w", c.Listen, err)
+	}
+	if len(c.Routes) == 0 {
+		return errors.New("cluster.routes: list the other nodes' cluster addresses (host:port)")
+	}
+	for i, r := range c.RouteURLs() {
+		u, err := url.Parse(r)
+		if err != nil || u.Scheme != "nats-route" || u.Port() == "" {
+			return fmt.Errorf("cluster.routes[%d] %q: want host:port or nats-route://host:port", i, c.Routes[i])
+		}
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		return fmt.Errorf("cluster.replicas %d: want 1 to 5 (JetStream's limit)", c.Replicas)
+	}
+	return nil
 }
 
 // Outbox configures the outbox.
@@ -95,7 +175,84 @@ type Sink struct {
 	Webhook *webhook.Config
 	AMQP    *amqp.Config
 	Kafka   *kafka.Config
+	// Source is the sink's definition as written, ${ENV} references not
+	// expanded: what the replicated sink registry stores, so a secret
+	// given as ${NAME} is looked up on each node and never replicated.
+	Source string
 }
+
+// SinkDefaults fill what a sink definition leaves out; operators change
+// them at run time with `worker config set`.
+type SinkDefaults struct {
+	Concurrency int
+	Retry       retry.Policy
+	// OutboxMaxAge bounds retry.max_age.
+	OutboxMaxAge time.Duration
+}
+
+// BuiltinSinkDefaults are the defaults when no setting overrides them.
+func BuiltinSinkDefaults(outboxMaxAge time.Duration) SinkDefaults {
+	return SinkDefaults{Concurrency: DefaultConcurrency, Retry: retry.DefaultPolicy(), OutboxMaxAge: outboxMaxAge}
+}
+
+// ParseSink reads one sink definition (a YAML or JSON mapping, as one
+// entry under sinks: in the file), fills defaults and validates it.
+func ParseSink(def []byte, lookupEnv func(string) (string, bool), d SinkDefaults) (Sink, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(def, &root); err != nil {
+		return Sink{}, friendlyYAMLError(err)
+	}
+	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return Sink{}, errors.New("a sink definition is a mapping with at least name and type")
+	}
+	n := root.Content[0]
+	if err := expandEnv(n, lookupEnv); err != nil {
+		return Sink{}, err
+	}
+	s, err := decodeSink(n)
+	if err != nil {
+		return Sink{}, err
+	}
+	s.applyDefaults(d)
+	if err := s.validate(d.OutboxMaxAge); err != nil {
+		return Sink{}, fmt.Errorf("sink %q: %w", s.Name, err)
+	}
+	s.Source = string(def)
+	return s, nil
+}
+
+func (s *Sink) applyDefaults(d SinkDefaults) {
+	if s.Concurrency == 0 {
+		s.Concurrency = d.Concurrency
+	}
+	s.Retry = s.Retry.WithDefaultsFrom(d.Retry)
+}
+
+// AttemptTimeout bounds one delivery attempt: the sink's own timeout,
+// backed up by a second.
+func (s Sink) AttemptTimeout() time.Duration {
+	switch {
+	case s.Webhook != nil:
+		return s.Webhook.Timeout + time.Second
+	case s.AMQP != nil:
+		return s.AMQP.Timeout + time.Second
+	case s.Kafka != nil:
+		return s.Kafka.Timeout + time.Second
+	}
+	return time.Minute
+}
+
+// AckWait is the sink's consumer ack wait. It must outlast an attempt (or
+// the event is sent twice) but is also how soon events in flight on a
+// crashed node are sent again: a little more than one attempt.
+func (s Sink) AckWait() time.Duration {
+	timeout := s.AttemptTimeout()
+	return timeout + timeout/2 + 2*time.Second
+}
+
+// MaxAckPending is how many of the sink's events may be in flight across
+// all nodes.
+func (s Sink) MaxAckPending() int { return max(1000, 20*s.Concurrency) }
 
 // Defaults.
 const (
@@ -132,9 +289,16 @@ func Parse(b []byte, lookupEnv func(string) (string, bool)) (*File, error) {
 	if err := yaml.Unmarshal(b, &root); err != nil {
 		return nil, friendlyYAMLError(err)
 	}
-	var f File
+	var (
+		f       File
+		sources []string
+	)
 	if len(root.Content) > 0 {
 		doc := root.Content[0]
+		var err error
+		if sources, err = sinkSources(doc); err != nil {
+			return nil, err
+		}
 		if err := expandEnv(doc, lookupEnv); err != nil {
 			return nil, err
 		}
@@ -151,14 +315,39 @@ func Parse(b []byte, lookupEnv func(string) (string, bool)) (*File, error) {
 			if err != nil {
 				return nil, fmt.Errorf("sinks[%d]: %w", i, err)
 			}
+			s.Source = sources[i]
 			f.Sinks = append(f.Sinks, s)
 		}
 	}
+	f.lookupEnv = lookupEnv
 	f.setDefaults()
 	if err := f.Validate(); err != nil {
 		return nil, err
 	}
 	return &f, nil
+}
+
+// sinkSources renders each entry under sinks: as written, before ${ENV}
+// expansion.
+func sinkSources(doc *yaml.Node) ([]string, error) {
+	if doc.Kind != yaml.MappingNode {
+		return nil, nil
+	}
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		if doc.Content[i].Value != "sinks" || doc.Content[i+1].Kind != yaml.SequenceNode {
+			continue
+		}
+		var out []string
+		for _, item := range doc.Content[i+1].Content {
+			b, err := yaml.Marshal(item)
+			if err != nil {
+				return nil, fmt.Errorf("sinks: %w", err)
+			}
+			out = append(out, string(b))
+		}
+		return out, nil
+	}
+	return nil, nil
 }
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
@@ -363,15 +552,14 @@ func (f *File) setDefaults() {
 	if o.DeadLetterMaxAge == 0 {
 		o.DeadLetterMaxAge = DefaultMaxAge
 	}
+	if f.Cluster.Enabled() && f.Cluster.Replicas == 0 {
+		f.Cluster.Replicas = min(3, len(f.Cluster.Routes)+1)
+	}
 	if f.ShutdownTimeout == 0 {
 		f.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	for i := range f.Sinks {
-		s := &f.Sinks[i]
-		if s.Concurrency == 0 {
-			s.Concurrency = DefaultConcurrency
-		}
-		s.Retry = s.Retry.WithDefaults()
+		f.Sinks[i].applyDefaults(BuiltinSinkDefaults(o.MaxAge))
 	}
 }
 
@@ -400,6 +588,12 @@ func (f *File) Validate() error {
 	}
 	if f.Outbox.MaxEventSize > 64<<20 {
 		return fmt.Errorf("outbox.max_event_size %d is above the 64MiB limit", f.Outbox.MaxEventSize)
+	}
+	if err := f.Cluster.validate(); err != nil {
+		return err
+	}
+	if f.Cluster.Enabled() && f.Outbox.URL != "" {
+		return errors.New("cluster and outbox.url exclude each other: with outbox.url the worker embeds no server and the external NATS cluster replicates")
 	}
 	switch f.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -17,7 +18,10 @@ const consumerPrefix = outbox.ConsumerPrefix
 func ConsumerName(sink string) string { return consumerPrefix + sink }
 
 // EnsureConsumer creates the sink's durable consumer, or updates it and keeps
-// its position. A new consumer starts with events stored from now on.
+// its position. A new consumer starts with events stored from now on, except
+// on a new outbox (created within newStreamWindow): there it starts at the
+// beginning, because in a cluster producers can reach the outbox as soon as
+// any node created the stream, before every node created its consumers.
 func EnsureConsumer(ctx context.Context, js jetstream.JetStream, sink string, ackWait time.Duration, maxAckPending int) (jetstream.Consumer, error) {
 	cfg := jetstream.ConsumerConfig{
 		Durable:        ConsumerName(sink),
@@ -31,12 +35,33 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, sink string, ac
 		MaxDeliver:    -1,
 		MaxAckPending: maxAckPending,
 	}
-	c, err := js.CreateOrUpdateConsumer(ctx, outbox.StreamEvents, cfg)
+	stream, err := js.Stream(ctx, outbox.StreamEvents)
+	if err != nil {
+		return nil, fmt.Errorf("set up consumer for sink %s: open %s: %w", sink, outbox.StreamEvents, err)
+	}
+	existing, err := stream.Consumer(ctx, cfg.Durable)
+	switch {
+	case err == nil:
+		// The start position cannot change once set.
+		cfg.DeliverPolicy = existing.CachedInfo().Config.DeliverPolicy
+		cfg.OptStartSeq = existing.CachedInfo().Config.OptStartSeq
+		cfg.OptStartTime = existing.CachedInfo().Config.OptStartTime
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		if time.Since(stream.CachedInfo().Created) < newStreamWindow {
+			cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+		}
+	default:
+		return nil, fmt.Errorf("set up consumer for sink %s: %w", sink, err)
+	}
+	c, err := stream.CreateOrUpdateConsumer(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("set up consumer for sink %s: %w", sink, err)
 	}
 	return c, nil
 }
+
+// newStreamWindow is how young an outbox counts as new.
+const newStreamWindow = time.Minute
 
 // RemoveStaleConsumers deletes the consumers of sinks no longer configured,
 // so they stop holding events in the outbox. It returns the removed sinks
@@ -51,7 +76,9 @@ func RemoveStaleConsumers(ctx context.Context, js jetstream.JetStream, keep map[
 	var stale []*jetstream.ConsumerInfo
 	for info := range infos.Info() {
 		sink, ok := strings.CutPrefix(info.Name, consumerPrefix)
-		if ok && !keep[sink] {
+		// A young consumer may belong to a sink being added right now,
+		// whose definition is stored just after its consumer.
+		if ok && !keep[sink] && time.Since(info.Created) > newStreamWindow {
 			stale = append(stale, info)
 		}
 	}
@@ -65,4 +92,21 @@ func RemoveStaleConsumers(ctx context.Context, js jetstream.JetStream, keep map[
 		removed[strings.TrimPrefix(info.Name, consumerPrefix)] = info.NumPending + uint64(info.NumAckPending)
 	}
 	return removed, nil
+}
+
+// RemoveConsumer deletes a sink's consumer and returns how many events it
+// still had to deliver. A consumer already gone is not an error.
+func RemoveConsumer(ctx context.Context, js jetstream.JetStream, sink string) (uint64, error) {
+	c, err := js.Consumer(ctx, outbox.StreamEvents, ConsumerName(sink))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("open consumer of sink %s: %w", sink, err)
+	}
+	info := c.CachedInfo()
+	if err := js.DeleteConsumer(ctx, outbox.StreamEvents, ConsumerName(sink)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, fmt.Errorf("remove consumer of sink %s: %w", sink, err)
+	}
+	return info.NumPending + uint64(info.NumAckPending), nil
 }

@@ -39,7 +39,7 @@ type AttemptLog struct {
 }
 
 // EnsureAttemptLog creates or updates the attempt log stream.
-func EnsureAttemptLog(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, maxAge time.Duration, maxBytes int64) (*AttemptLog, error) {
+func EnsureAttemptLog(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, maxAge time.Duration, maxBytes int64, replicas int) (*AttemptLog, error) {
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamAttempts,
 		Description: "Courier attempt log: the outcome of every delivery attempt, for a bounded time",
@@ -49,6 +49,7 @@ func EnsureAttemptLog(ctx context.Context, nc *nats.Conn, js jetstream.JetStream
 		Discard:     jetstream.DiscardOld, // a log: the oldest records make room
 		MaxAge:      maxAge,
 		MaxBytes:    maxBytes,
+		Replicas:    max(replicas, 1),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set up stream %s: %w", StreamAttempts, err)

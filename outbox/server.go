@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -29,12 +30,23 @@ type ServerConfig struct {
 	SyncInterval time.Duration
 	// MaxPayload caps one message (event plus headers).
 	MaxPayload int32
+	// Cluster, when its Name is set, joins the server to other nodes'.
+	Cluster ClusterConfig
+}
+
+// ClusterConfig joins the embedded server to a NATS cluster of worker
+// nodes, so streams and buckets can be replicated across them.
+type ClusterConfig struct {
+	Name   string
+	Listen string   // host:port for the other nodes' routes
+	Routes []string // nats-route:// URLs of the other nodes
 }
 
 // Server is a running embedded NATS server with JetStream.
 type Server struct {
-	ns     *server.Server
-	listen string
+	ns        *server.Server
+	listen    string
+	listening bool // from the start: clustered
 }
 
 // StartServer starts the embedded server without its client listener: only
@@ -66,6 +78,11 @@ func StartServer(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*Serv
 		NoSigs:       true, // the worker handles signals and shuts down in order
 		DontListen:   true, // until Listen
 	}
+	if cfg.Cluster.Name != "" {
+		if err := clusterOptions(opts, cfg.Cluster); err != nil {
+			return nil, err
+		}
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("configure embedded outbox: %w", err)
@@ -80,8 +97,33 @@ func StartServer(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*Serv
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded outbox did not start within %s", wait)
 	}
-	return &Server{ns: ns, listen: cfg.Listen}, nil
+	return &Server{ns: ns, listen: cfg.Listen, listening: !opts.DontListen}, nil
 }
+
+// clusterOptions adds the cluster's routes. A clustered server listens for
+// clients at once: nats-server opens its route listener only after the
+// client listener, and without routes there is no quorum to create streams
+// with. Producers that connect before the streams exist get ErrNoStream,
+// not a lost event.
+func clusterOptions(opts *server.Options, c ClusterConfig) error {
+	host, portStr, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("cluster listen address %q: %w", c.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("cluster listen port %q: %w", portStr, err)
+	}
+	opts.Cluster.Name = c.Name
+	opts.Cluster.Host = host
+	opts.Cluster.Port = port
+	opts.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
+	opts.DontListen = false
+	return nil
+}
+
+// Clustered reports whether the server is part of a cluster.
+func (s *Server) Clustered() bool { return s.ns.JetStreamIsClustered() }
 
 // InProcessConn connects to the server without the network.
 func (s *Server) InProcessConn() (*nats.Conn, error) {
@@ -95,6 +137,9 @@ func (s *Server) InProcessConn() (*nats.Conn, error) {
 // Listen opens the client listener, so producers in other processes can
 // reach the outbox.
 func (s *Server) Listen(ctx context.Context) error {
+	if s.listening {
+		return nil
+	}
 	ready := make(chan struct{})
 	go s.ns.AcceptLoop(ready)
 	select {

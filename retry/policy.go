@@ -42,8 +42,11 @@ func DefaultPolicy() Policy {
 }
 
 // WithDefaults returns p with every zero field taken from DefaultPolicy.
-func (p Policy) WithDefaults() Policy {
-	d := DefaultPolicy()
+func (p Policy) WithDefaults() Policy { return p.WithDefaultsFrom(DefaultPolicy()) }
+
+// WithDefaultsFrom fills the unset fields from d (an operator's default
+// policy).
+func (p Policy) WithDefaultsFrom(d Policy) Policy {
 	if p.Initial == 0 {
 		p.Initial = d.Initial
 	}

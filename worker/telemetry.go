@@ -85,7 +85,7 @@ func (w *Worker) registerGauges(dlq *outbox.DeadLetters) error {
 				o.ObserveFloat64(oldest, 0)
 			}
 		}
-		for name, l := range w.loops {
+		for name, l := range w.loops() {
 			sink := metric.WithAttributes(attribute.String("sink", name))
 			o.ObserveInt64(disabled, boolInt(l.Stats().Disabled.Load()), sink)
 			o.ObserveInt64(circuit, boolInt(l.Stats().CircuitOpen.Load()), sink)

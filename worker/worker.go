@@ -9,20 +9,22 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
-	"golang.org/x/time/rate"
 
 	"github.com/courierhq/courier/config"
 	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/registry"
 	"github.com/courierhq/courier/sinks"
 	"github.com/courierhq/courier/sinks/amqp"
 	"github.com/courierhq/courier/sinks/kafka"
@@ -36,11 +38,18 @@ type Worker struct {
 	server *outbox.Server // nil with an external outbox
 	nc     *nats.Conn
 	js     jetstream.JetStream
-	loops  map[string]*delivery.Loop
-	sinks  []sinks.Sink
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	url    string
+
+	reg      *registry.Registry
+	deps     loopDeps
+	logLevel *slog.LevelVar
+
+	// mu guards running: the delivery loop of every sink this node runs,
+	// changed live as definitions change.
+	mu      sync.Mutex
+	running map[string]*runningSink
 
 	expiryCheck time.Duration
 	parkAfter   time.Duration
@@ -63,6 +72,10 @@ func WithTelemetry(tel *observability.Telemetry) Option { return func(w *Worker)
 // delivery.DefaultParkAfter).
 func WithParkAfter(d time.Duration) Option { return func(w *Worker) { w.parkAfter = d } }
 
+// WithLogLevel lets the log-level setting (worker config set log-level)
+// change the node's log level live.
+func WithLogLevel(v *slog.LevelVar) Option { return func(w *Worker) { w.logLevel = v } }
+
 // WithExpiryCheck sets how often the outbox is checked for events that
 // expired before every sink confirmed them (default 30s).
 func WithExpiryCheck(d time.Duration) Option { return func(w *Worker) { w.expiryCheck = d } }
@@ -70,14 +83,14 @@ func WithExpiryCheck(d time.Duration) Option { return func(w *Worker) { w.expiry
 // Start brings the node up: outbox first, then one loop per sink. On error
 // everything started so far is stopped again.
 func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logger, opts ...Option) (_ *Worker, err error) {
-	w := &Worker{cfg: cfg, log: log, loops: map[string]*delivery.Loop{}, expiryCheck: 30 * time.Second, version: version}
+	w := &Worker{cfg: cfg, log: log, running: map[string]*runningSink{}, expiryCheck: 30 * time.Second, version: version}
 	for _, o := range opts {
 		o(w)
 	}
 	defer func() {
 		if err != nil {
+			w.stopSinks()
 			w.stopOutbox()
-			w.closeSinks(context.Background())
 		}
 	}()
 	always, interval, err := cfg.Outbox.SyncPolicy()
@@ -86,19 +99,22 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	}
 	w.url = cfg.Outbox.URL
 	if w.url == "" {
-		w.server, err = outbox.StartServer(ctx, outbox.ServerConfig{
+		sc := outbox.ServerConfig{
 			Name: cfg.NodeID, Listen: cfg.Outbox.Listen, DataDir: cfg.DataDir,
 			SyncAlways: always, SyncInterval: interval,
 			// Room for the event plus its headers.
 			MaxPayload: int32(cfg.Outbox.MaxEventSize) + 64<<10,
-		}, log)
-		if err != nil {
+		}
+		if cfg.Cluster.Enabled() {
+			sc.Cluster = outbox.ClusterConfig{Name: cfg.Cluster.Name, Listen: cfg.Cluster.Listen, Routes: cfg.Cluster.RouteURLs()}
+		}
+		if w.server, err = outbox.StartServer(ctx, sc, log); err != nil {
 			return nil, err
 		}
 	}
-	// Streams and consumers exist before any producer can reach the
+	// Streams and consumers exist before any producer can reach a single
 	// embedded outbox; see outbox.StartServer.
-	if err := w.setUp(ctx, version); err != nil {
+	if err := w.setUp(ctx); err != nil {
 		return nil, err
 	}
 	if w.server != nil {
@@ -106,7 +122,7 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 			return nil, err
 		}
 		w.url = w.server.ClientURL()
-		log.Info("embedded outbox listening", "url", w.url, "data_dir", cfg.DataDir, "sync", cfg.Outbox.Sync)
+		log.Info("embedded outbox listening", "url", w.url, "data_dir", cfg.DataDir, "sync", cfg.Outbox.Sync, "cluster", cfg.Cluster.Name)
 	}
 	if w.nc, err = outbox.Connect(ctx, w.url, "courier-worker-"+cfg.NodeID, 10*time.Second); err != nil {
 		return nil, err
@@ -114,68 +130,51 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	if w.js, err = jetstream.New(w.nc); err != nil {
 		return nil, fmt.Errorf("open JetStream: %w", err)
 	}
-	dlq, retries := outbox.NewDeadLetters(w.js), outbox.NewRetries(w.js)
-	states, err := outbox.EnsureSinkStates(ctx, w.js, 1)
-	if err != nil {
+	replicas := cfg.Replication()
+	w.deps.dlq, w.deps.retries = outbox.NewDeadLetters(w.js), outbox.NewRetries(w.js)
+	if w.deps.states, err = outbox.EnsureSinkStates(ctx, w.js, replicas); err != nil {
 		return nil, err
 	}
-	if w.nodes, err = outbox.EnsureNodes(ctx, w.js, 1); err != nil {
+	if w.nodes, err = outbox.EnsureNodes(ctx, w.js, replicas); err != nil {
 		return nil, err
 	}
 	w.started = time.Now().UTC()
-	attempts, err := outbox.EnsureAttemptLog(ctx, w.nc, w.js, AttemptLogMaxAge, AttemptLogMaxBytes)
-	if err != nil {
+	if w.deps.attempts, err = outbox.EnsureAttemptLog(ctx, w.nc, w.js, AttemptLogMaxAge, AttemptLogMaxBytes, replicas); err != nil {
 		return nil, err
 	}
-	for _, sc := range cfg.Sinks {
-		sink, err := BuildSink(sc, version, w.tracer())
-		if err != nil {
-			return nil, fmt.Errorf("sink %s: %w", sc.Name, err)
-		}
-		w.sinks = append(w.sinks, sink)
-		cons, err := w.js.Consumer(ctx, outbox.StreamEvents, delivery.ConsumerName(sc.Name))
-		if err != nil {
-			return nil, fmt.Errorf("open consumer of sink %s: %w", sc.Name, err)
-		}
-		filter, _ := sc.Filter() // validated with the config
-		var limiter *rate.Limiter
-		if perSecond, burst, _ := sc.RateLimit(); perSecond > 0 {
-			limiter = rate.NewLimiter(rate.Limit(perSecond), burst)
-		}
-		loop, err := delivery.NewLoop(delivery.Config{
-			Name: sc.Name, Sink: sink, Filter: filter, Policy: sc.Retry,
-			Concurrency: sc.Concurrency, Timeout: attemptTimeout(sc),
-			DrainTimeout: cfg.ShutdownTimeout, Node: cfg.NodeID,
-			Tracer: w.tracer(), Meter: w.meter(),
-			ParkAfter: w.parkAfter, Limiter: limiter, Breaker: sc.CircuitBreaker, States: states,
-			Attempts: attempts, Ordered: sc.Ordering == "key", AckWait: ackWaitFor(sc),
-		}, cons, dlq, retries, log)
-		if err != nil {
-			return nil, err
-		}
-		w.loops[sc.Name] = loop
-	}
-	if err := w.registerGauges(dlq); err != nil {
+	if w.reg, err = registry.Open(ctx, w.js, cfg.NodeID, cfg.BaseSettings(), cfg.LookupEnv()); err != nil {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w.cancel = cancel
-	for name, l := range w.loops {
-		w.wg.Add(1)
-		go func() {
-			defer w.wg.Done()
-			_ = l.Run(runCtx)
-			log.Debug("delivery loop stopped", "sink", name)
-		}()
+	// Sinks this node's file defines must start; a definition from another
+	// node that does not apply here is logged and left out.
+	if errs := w.reconcile(runCtx); len(errs) > 0 {
+		for _, s := range cfg.Sinks {
+			if err := errs[s.Name]; err != nil {
+				return nil, fmt.Errorf("sink %s: %w", s.Name, err)
+			}
+		}
 	}
-	w.wg.Add(1)
+	if err := w.registerGauges(w.deps.dlq); err != nil {
+		return nil, err
+	}
+	changes, err := w.reg.Changes(runCtx)
+	if err != nil {
+		return nil, err
+	}
+	w.wg.Add(2)
+	go func() {
+		defer w.wg.Done()
+		w.followRegistry(runCtx, changes)
+	}()
 	go func() {
 		defer w.wg.Done()
 		w.maintainOutbox(runCtx)
 	}()
 	w.beat(ctx, false)
 	w.ready.Store(true)
-	log.Info("worker started", "node", cfg.NodeID, "sinks", len(w.loops))
+	log.Info("worker started", "node", cfg.NodeID, "sinks", len(w.sinkNames()))
 	return w, nil
 }
 
@@ -193,12 +192,15 @@ const HeartbeatInterval = 5 * time.Second
 func (w *Worker) beat(ctx context.Context, stopped bool) {
 	info := outbox.NodeInfo{Node: w.cfg.NodeID, URL: w.url, Version: w.version, Started: w.started,
 		Heartbeat: time.Now().UTC(), Stopped: stopped, LastError: map[string]string{}}
-	for name, l := range w.loops {
+	w.mu.Lock()
+	for name, r := range w.running {
 		info.Sinks = append(info.Sinks, name)
-		if e := l.LastError(); e != "" {
+		if e := r.loop.LastError(); e != "" {
 			info.LastError[name] = e
 		}
 	}
+	w.mu.Unlock()
+	slices.Sort(info.Sinks)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := w.nodes.Beat(ctx, info); err != nil {
@@ -261,9 +263,10 @@ func (w *Worker) checkExpiry(ctx context.Context) {
 // the last check (zero when empty).
 func (w *Worker) OldestEventAge() time.Duration { return time.Duration(w.oldest.Load()) }
 
-// setUp creates or updates the streams and one durable consumer per sink,
-// and removes the consumers of sinks no longer configured.
-func (w *Worker) setUp(ctx context.Context, version string) error {
+// setUp creates or updates the streams and buckets, brings the file's sinks
+// into the registry (each with its consumer), and removes consumers of
+// sinks no longer defined. In a cluster it waits for the quorum.
+func (w *Worker) setUp(ctx context.Context) error {
 	var (
 		nc  *nats.Conn
 		err error
@@ -281,29 +284,83 @@ func (w *Worker) setUp(ctx context.Context, version string) error {
 	if err != nil {
 		return fmt.Errorf("open JetStream: %w", err)
 	}
-	if err := outbox.EnsureStreams(ctx, js, Limits(w.cfg)); err != nil {
+	var reg *registry.Registry
+	err = w.untilQuorum(ctx, func(ctx context.Context) error {
+		if err := outbox.EnsureStreams(ctx, js, Limits(w.cfg)); err != nil {
+			return err
+		}
+		reg, err = registry.Ensure(ctx, js, w.cfg.Replication(), w.cfg.NodeID, w.cfg.BaseSettings(), w.cfg.LookupEnv())
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	added, updated, removed, overridden, err := reg.Seed(ctx, w.cfg)
+	if err != nil {
+		return err
+	}
+	for _, name := range added {
+		w.log.Info("sink added from the configuration file", "sink", name)
+	}
+	for _, name := range updated {
+		w.log.Info("sink changed in the configuration file: definition updated on every node", "sink", name)
+	}
+	for _, name := range removed {
+		w.log.Warn("sink removed from the configuration file: deleted on every node with its consumer", "sink", name)
+	}
+	for _, name := range overridden {
+		w.log.Warn("the configuration file defines this sink differently from its run-time definition (worker sinks add); the run-time definition stays", "sink", name)
+	}
+	recs, err := reg.Records(ctx)
+	if err != nil {
 		return err
 	}
 	keep := map[string]bool{}
-	for _, s := range w.cfg.Sinks {
-		keep[s.Name] = true
+	for _, r := range recs {
+		keep[r.Name] = true
 	}
-	removed, err := delivery.RemoveStaleConsumers(ctx, js, keep)
-	for name, pending := range removed {
-		w.log.Warn("sink no longer configured: removed its consumer; its undelivered events are no longer kept for it", "sink", name, "undelivered", pending)
+	stale, err := delivery.RemoveStaleConsumers(ctx, js, keep)
+	for name, pending := range stale {
+		w.log.Warn("sink no longer defined: removed its consumer; its undelivered events are no longer kept for it", "sink", name, "undelivered", pending)
 	}
 	if err != nil {
 		return err
 	}
-	if len(w.cfg.Sinks) == 0 {
-		w.log.Warn("no sinks configured: emitted events are kept until outbox.max_age, or until the outbox is full, as no sink is to receive them")
-	}
-	for _, sc := range w.cfg.Sinks {
-		if _, err := delivery.EnsureConsumer(ctx, js, sc.Name, ackWaitFor(sc), max(1000, 20*sc.Concurrency)); err != nil {
-			return err
-		}
+	if len(recs) == 0 {
+		w.log.Warn("no sinks defined: emitted events are kept until outbox.max_age, or until the outbox is full, as no sink is to receive them")
 	}
 	return nil
+}
+
+// untilQuorum runs fn until it succeeds. On a single node that is at once;
+// in a cluster, JetStream refuses requests until enough nodes have joined
+// (no meta leader, or fewer nodes than replicas), so the node waits and
+// says what it waits for, until ctx ends.
+func (w *Worker) untilQuorum(ctx context.Context, fn func(context.Context) error) error {
+	if !w.cfg.Cluster.Enabled() {
+		return fn(ctx)
+	}
+	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(250*time.Millisecond), backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(0))
+	var lastLog time.Time
+	for {
+		attemptCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := fn(attemptCtx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("waiting for the cluster's quorum: %w (last: %v)", ctx.Err(), err)
+		}
+		if time.Since(lastLog) > 10*time.Second {
+			w.log.Warn("waiting for the cluster: the outbox needs a quorum of nodes", "cluster", w.cfg.Cluster.Name, "replicas", w.cfg.Cluster.Replicas, "err", err)
+			lastLog = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(b.NextBackOff()):
+		}
+	}
 }
 
 // Limits are the outbox limits the configuration asks for.
@@ -314,28 +371,8 @@ func Limits(cfg *config.File) outbox.Limits {
 		MaxEventSize:     int32(cfg.Outbox.MaxEventSize),
 		Duplicates:       cfg.Outbox.DuplicateWindow,
 		DeadLetterMaxAge: cfg.Outbox.DeadLetterMaxAge,
+		Replicas:         cfg.Replication(),
 	}
-}
-
-// ackWaitFor is the sink's consumer ack wait. It must outlast an attempt
-// (or the event is sent twice) but is also how soon events in flight on a
-// crashed node are sent again: a little more than one attempt.
-func ackWaitFor(sc config.Sink) time.Duration {
-	timeout := attemptTimeout(sc)
-	return timeout + timeout/2 + 2*time.Second
-}
-
-// attemptTimeout backs up the sink's own timeout by a second.
-func attemptTimeout(sc config.Sink) time.Duration {
-	switch {
-	case sc.Webhook != nil:
-		return sc.Webhook.Timeout + time.Second
-	case sc.AMQP != nil:
-		return sc.AMQP.Timeout + time.Second
-	case sc.Kafka != nil:
-		return sc.Kafka.Timeout + time.Second
-	}
-	return time.Minute
 }
 
 // BuildSink constructs the sink a configuration entry describes. tp, when
@@ -371,8 +408,15 @@ func BuildSink(sc config.Sink, version string, tp trace.TracerProvider) (sinks.S
 // URL is the outbox URL producers use.
 func (w *Worker) URL() string { return w.url }
 
-// Loop returns a sink's delivery loop (nil if there is none).
-func (w *Worker) Loop(sink string) *delivery.Loop { return w.loops[sink] }
+// Loop returns a sink's delivery loop (nil if this node runs none).
+func (w *Worker) Loop(sink string) *delivery.Loop {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if r := w.running[sink]; r != nil {
+		return r.loop
+	}
+	return nil
+}
 
 // Shutdown stops fetching, lets in-flight deliveries finish (bounded by the
 // shutdown timeout), then closes sinks and the outbox in that order.
@@ -381,15 +425,9 @@ func (w *Worker) Shutdown(ctx context.Context) {
 	w.cancel()
 	w.wg.Wait()
 	w.beat(ctx, true)
-	w.closeSinks(ctx)
+	w.stopSinks()
 	w.stopOutbox()
 	w.log.Info("worker stopped")
-}
-
-func (w *Worker) closeSinks(ctx context.Context) {
-	for _, s := range w.sinks {
-		_ = s.Close(ctx)
-	}
 }
 
 func (w *Worker) stopOutbox() {

@@ -1,0 +1,114 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Buckets of the replicated registry: sink definitions and operator
+// settings, which every node watches and applies live.
+const (
+	BucketSinks    = "COURIER_SINKS"
+	BucketSettings = "COURIER_SETTINGS"
+)
+
+// Bucket is a replicated key-value bucket beside the outbox.
+type Bucket struct{ kv jetstream.KeyValue }
+
+// EnsureBucket creates or opens a bucket.
+func EnsureBucket(ctx context.Context, js jetstream.JetStream, name, description string, replicas int) (*Bucket, error) {
+	kv, err := ensureBucket(ctx, js, name, description, replicas)
+	return &Bucket{kv: kv}, err
+}
+
+// OpenBucket opens an existing bucket.
+func OpenBucket(ctx context.Context, js jetstream.JetStream, name string) (*Bucket, error) {
+	kv, err := openBucket(ctx, js, name)
+	return &Bucket{kv: kv}, err
+}
+
+// All returns every key's current value, read as one consistent snapshot.
+func (b *Bucket) All(ctx context.Context) (map[string][]byte, error) {
+	w, err := b.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("read bucket %s: %w", b.kv.Bucket(), err)
+	}
+	defer func() { _ = w.Stop() }()
+	out := map[string][]byte{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read bucket %s: %w", b.kv.Bucket(), ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("read bucket %s: watcher stopped", b.kv.Bucket())
+			}
+			if e == nil { // every current value was sent
+				return out, nil
+			}
+			out[e.Key()] = e.Value()
+		}
+	}
+}
+
+// Get returns a key's value; ok is false when the key has none.
+func (b *Bucket) Get(ctx context.Context, key string) (value []byte, ok bool, err error) {
+	e, err := b.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s from bucket %s: %w", key, b.kv.Bucket(), err)
+	}
+	return e.Value(), true, nil
+}
+
+// Put stores a key's value.
+func (b *Bucket) Put(ctx context.Context, key string, value []byte) error {
+	if _, err := b.kv.Put(ctx, key, value); err != nil {
+		return fmt.Errorf("store %s in bucket %s: %w", key, b.kv.Bucket(), err)
+	}
+	return nil
+}
+
+// Delete removes a key (absent keys are not an error).
+func (b *Bucket) Delete(ctx context.Context, key string) error {
+	if err := b.kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("delete %s from bucket %s: %w", key, b.kv.Bucket(), err)
+	}
+	return nil
+}
+
+// Changes signals on the returned channel after any key changes, until ctx
+// ends. Signals coalesce: a reader re-reads the whole bucket.
+func (b *Bucket) Changes(ctx context.Context) (<-chan struct{}, error) {
+	w, err := b.kv.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return nil, fmt.Errorf("watch bucket %s: %w", b.kv.Bucket(), err)
+	}
+	out := make(chan struct{}, 1)
+	go func() {
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					continue
+				}
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return out, nil
+}

@@ -1,0 +1,70 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/courierhq/courier/config"
+)
+
+// Settings returns the settings in force: the file's, with every stored
+// override applied. Overrides that do not apply (no longer valid here) are
+// returned in errs and skipped.
+func (r *Registry) Settings(ctx context.Context) (config.Settings, []error, error) {
+	overrides, err := r.Overrides(ctx)
+	if err != nil {
+		return r.base, nil, err
+	}
+	s, errs := r.base.WithOverrides(overrides)
+	return s, errs, nil
+}
+
+// Overrides returns the values set with `worker config set`, by name.
+func (r *Registry) Overrides(ctx context.Context) (map[string]string, error) {
+	all, err := r.settings.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(all))
+	for k, v := range all {
+		out[k] = string(v)
+	}
+	return out, nil
+}
+
+// Set validates a setting against the settings in force and stores it;
+// every node applies it.
+func (r *Registry) Set(ctx context.Context, name, value string) error {
+	s, _, err := r.Settings(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.Set(name, value); err != nil {
+		return err
+	}
+	return r.settings.Put(ctx, name, []byte(value))
+}
+
+// Reset removes a setting's override ("all": every override), so the
+// file's value or the built-in default applies again.
+func (r *Registry) Reset(ctx context.Context, name string) error {
+	if name == "all" {
+		overrides, err := r.Overrides(ctx)
+		if err != nil {
+			return err
+		}
+		for k := range overrides {
+			if err := r.settings.Delete(ctx, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if _, err := r.base.Get(name); err != nil {
+		return err
+	}
+	if err := r.settings.Delete(ctx, name); err != nil {
+		return fmt.Errorf("reset %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,196 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"reflect"
+	"slices"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/courierhq/courier/config"
+	"github.com/courierhq/courier/delivery"
+	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/sinks"
+)
+
+// loopDeps are the outbox parts every delivery loop shares.
+type loopDeps struct {
+	dlq      *outbox.DeadLetters
+	retries  *outbox.Retries
+	states   *outbox.SinkStates
+	attempts *outbox.AttemptLog
+}
+
+// runningSink is one sink this node delivers to.
+type runningSink struct {
+	cfg    config.Sink
+	sink   sinks.Sink
+	loop   *delivery.Loop
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// resyncInterval re-reads the registry even without a change signal, so a
+// node whose watch was interrupted (cut off from the cluster) still
+// converges.
+const resyncInterval = 30 * time.Second
+
+// followRegistry applies every change of sink definitions and settings
+// until ctx ends.
+func (w *Worker) followRegistry(ctx context.Context, changes <-chan struct{}) {
+	resync := time.NewTicker(resyncInterval)
+	defer resync.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+		case <-resync.C:
+		}
+		w.reconcile(ctx)
+	}
+}
+
+// reconcile makes the running loops match the registry: it starts sinks
+// defined meanwhile, restarts the ones whose definition or defaults
+// changed, and stops the deleted ones. It returns the sinks it could not
+// run, by name.
+func (w *Worker) reconcile(ctx context.Context) map[string]error {
+	readCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	desired, settings, errs, err := w.reg.Sinks(readCtx)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Warn("read sink definitions; keeping the running sinks", "err", err)
+		}
+		return map[string]error{"registry": err}
+	}
+	if w.logLevel != nil {
+		var lvl slog.Level
+		if lvl.UnmarshalText([]byte(settings.LogLevel)) == nil && w.logLevel.Level() != lvl {
+			w.logLevel.Set(lvl)
+			w.log.Info("log level changed", "level", settings.LogLevel)
+		}
+	}
+	for name, err := range errs {
+		w.log.Error("a stored definition does not apply on this node; running the sinks that do", "sink", name, "err", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	want := map[string]bool{}
+	for _, sc := range desired {
+		want[sc.Name] = true
+		cur := w.running[sc.Name]
+		if cur != nil && reflect.DeepEqual(cur.cfg, sc) {
+			continue
+		}
+		if cur != nil {
+			w.log.Info("sink definition changed: restarting its delivery", "sink", sc.Name)
+			w.stopSink(cur)
+			delete(w.running, sc.Name)
+		}
+		r, err := w.startSink(ctx, sc)
+		if err != nil {
+			w.log.Error("start delivery", "sink", sc.Name, "err", err)
+			errs[sc.Name] = err
+			continue
+		}
+		w.running[sc.Name] = r
+		if cur == nil && w.ready.Load() {
+			w.log.Info("sink defined: delivery started", "sink", sc.Name)
+		}
+	}
+	for name, cur := range w.running {
+		// A definition that no longer parses here is not a deletion: the
+		// loop keeps running the last good one.
+		if want[name] || errs[name] != nil {
+			continue
+		}
+		w.log.Info("sink deleted: delivery stopped", "sink", name)
+		w.stopSink(cur)
+		delete(w.running, name)
+	}
+	return errs
+}
+
+// startSink builds the sink and starts its delivery loop on the sink's
+// existing consumer. It never creates the consumer: that is the registry's
+// job, so a node cannot bring back the consumer of a sink deleted
+// meanwhile.
+func (w *Worker) startSink(ctx context.Context, sc config.Sink) (*runningSink, error) {
+	cons, err := w.js.Consumer(ctx, outbox.StreamEvents, delivery.ConsumerName(sc.Name))
+	if err != nil {
+		return nil, fmt.Errorf("open consumer of sink %s: %w", sc.Name, err)
+	}
+	sink, err := BuildSink(sc, w.version, w.tracer())
+	if err != nil {
+		return nil, err
+	}
+	filter, _ := sc.Filter() // validated with the definition
+	var limiter *rate.Limiter
+	if perSecond, burst, _ := sc.RateLimit(); perSecond > 0 {
+		limiter = rate.NewLimiter(rate.Limit(perSecond), burst)
+	}
+	loop, err := delivery.NewLoop(delivery.Config{
+		Name: sc.Name, Sink: sink, Filter: filter, Policy: sc.Retry,
+		Concurrency: sc.Concurrency, Timeout: sc.AttemptTimeout(),
+		DrainTimeout: w.cfg.ShutdownTimeout, Node: w.cfg.NodeID,
+		Tracer: w.tracer(), Meter: w.meter(),
+		ParkAfter: w.parkAfter, Limiter: limiter, Breaker: sc.CircuitBreaker, States: w.deps.states,
+		Attempts: w.deps.attempts, Ordered: sc.Ordering == "key", AckWait: sc.AckWait(),
+	}, cons, w.deps.dlq, w.deps.retries, w.log)
+	if err != nil {
+		_ = sink.Close(ctx)
+		return nil, err
+	}
+	loopCtx, cancel := context.WithCancel(ctx)
+	r := &runningSink{cfg: sc, sink: sink, loop: loop, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		_ = loop.Run(loopCtx)
+		w.log.Debug("delivery loop stopped", "sink", sc.Name)
+	}()
+	return r, nil
+}
+
+// stopSink stops fetching, lets in-flight deliveries finish (the loop
+// bounds that by the shutdown timeout) and closes the sink.
+func (w *Worker) stopSink(r *runningSink) {
+	r.cancel()
+	<-r.done
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.ShutdownTimeout)
+	defer cancel()
+	_ = r.sink.Close(ctx)
+}
+
+// stopSinks stops every running sink.
+func (w *Worker) stopSinks() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for name, r := range w.running {
+		w.stopSink(r)
+		delete(w.running, name)
+	}
+}
+
+// sinkNames lists the sinks this node runs, sorted.
+func (w *Worker) sinkNames() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Sorted(maps.Keys(w.running))
+}
+
+// loops is a snapshot of the running loops, by sink.
+func (w *Worker) loops() map[string]*delivery.Loop {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]*delivery.Loop, len(w.running))
+	for name, r := range w.running {
+		out[name] = r.loop
+	}
+	return out
+}
