@@ -18,11 +18,21 @@ const consumerPrefix = outbox.ConsumerPrefix
 func ConsumerName(sink string) string { return consumerPrefix + sink }
 
 // EnsureConsumer creates the sink's durable consumer, or updates it and keeps
-// its position. A new consumer starts with events stored from now on, except
-// on a new outbox (created within newStreamWindow): there it starts at the
-// beginning, because in a cluster producers can reach the outbox as soon as
-// any node created the stream, before every node created its consumers.
+// its position. A new consumer starts with events stored from now on.
 func EnsureConsumer(ctx context.Context, js jetstream.JetStream, sink string, ackWait time.Duration, maxAckPending int) (jetstream.Consumer, error) {
+	return ensureConsumer(ctx, js, sink, ackWait, maxAckPending, false)
+}
+
+// EnsureStartupConsumer is EnsureConsumer for the sinks a node's
+// configuration file defines at start. On a new outbox (created within
+// newStreamWindow) a new consumer starts at the beginning: in a cluster,
+// producers can reach the outbox as soon as any node created the stream,
+// before every node created the consumers of its file's sinks.
+func EnsureStartupConsumer(ctx context.Context, js jetstream.JetStream, sink string, ackWait time.Duration, maxAckPending int) (jetstream.Consumer, error) {
+	return ensureConsumer(ctx, js, sink, ackWait, maxAckPending, true)
+}
+
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, sink string, ackWait time.Duration, maxAckPending int, startup bool) (jetstream.Consumer, error) {
 	cfg := jetstream.ConsumerConfig{
 		Durable:        ConsumerName(sink),
 		Description:    "Courier delivery to sink " + sink,
@@ -47,7 +57,7 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, sink string, ac
 		cfg.OptStartSeq = existing.CachedInfo().Config.OptStartSeq
 		cfg.OptStartTime = existing.CachedInfo().Config.OptStartTime
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		if time.Since(stream.CachedInfo().Created) < newStreamWindow {
+		if startup && time.Since(stream.CachedInfo().Created) < newStreamWindow {
 			cfg.DeliverPolicy = jetstream.DeliverAllPolicy
 		}
 	default:

@@ -131,6 +131,12 @@ func (r *Registry) Sinks(ctx context.Context) (sinks []config.Sink, settings con
 // stores the definition, which every node picks up. With replace false an
 // existing sink of that name is an error.
 func (r *Registry) Put(ctx context.Context, definition []byte, origin string, replace bool) (config.Sink, error) {
+	return r.put(ctx, definition, origin, replace, delivery.EnsureConsumer)
+}
+
+type ensureConsumerFunc func(ctx context.Context, js jetstream.JetStream, sink string, ackWait time.Duration, maxAckPending int) (jetstream.Consumer, error)
+
+func (r *Registry) put(ctx context.Context, definition []byte, origin string, replace bool, ensure ensureConsumerFunc) (config.Sink, error) {
 	settings, _, err := r.Settings(ctx)
 	if err != nil {
 		return config.Sink{}, err
@@ -148,7 +154,7 @@ func (r *Registry) Put(ctx context.Context, definition []byte, origin string, re
 	}
 	// The consumer first: once nodes see the definition they bind to it,
 	// and events stored from now on are kept for this sink.
-	if _, err := delivery.EnsureConsumer(ctx, r.js, s.Name, s.AckWait(), s.MaxAckPending()); err != nil {
+	if _, err := ensure(ctx, r.js, s.Name, s.AckWait(), s.MaxAckPending()); err != nil {
 		return s, err
 	}
 	b, err := json.Marshal(Record{Name: s.Name, Definition: string(definition), Origin: origin, Node: r.node, Updated: time.Now().UTC()})
@@ -209,14 +215,14 @@ func (r *Registry) Seed(ctx context.Context, file *config.File) (added, updated,
 		case rec.Definition == s.Source:
 			// Make sure the consumer exists (a sink seeded by an earlier
 			// version, or a consumer removed by hand).
-			if _, err := delivery.EnsureConsumer(ctx, r.js, s.Name, s.AckWait(), s.MaxAckPending()); err != nil {
+			if _, err := delivery.EnsureStartupConsumer(ctx, r.js, s.Name, s.AckWait(), s.MaxAckPending()); err != nil {
 				return added, updated, removed, overridden, err
 			}
 			continue
 		default:
 			updated = append(updated, s.Name)
 		}
-		if _, err := r.Put(ctx, []byte(s.Source), OriginFile, true); err != nil {
+		if _, err := r.put(ctx, []byte(s.Source), OriginFile, true, delivery.EnsureStartupConsumer); err != nil {
 			return added, updated, removed, overridden, fmt.Errorf("seed sink %s: %w", s.Name, err)
 		}
 	}

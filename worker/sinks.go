@@ -194,3 +194,14 @@ func (w *Worker) loops() map[string]*delivery.Loop {
 	}
 	return out
 }
+
+// SinkConfig is the definition a running sink uses on this node (zero when
+// this node runs no sink of that name).
+func (w *Worker) SinkConfig(name string) config.Sink {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if r := w.running[name]; r != nil {
+		return r.cfg
+	}
+	return config.Sink{}
+}
