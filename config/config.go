@@ -690,3 +690,16 @@ func (s SinkCommon) RateLimit() (perSecond float64, burst int, err error) {
 	}
 	return perSecond, burst, nil
 }
+
+// Target is where the sink delivers, safe to show in listings.
+func (s Sink) Target() string {
+	switch {
+	case s.Webhook != nil:
+		return s.Webhook.Target()
+	case s.AMQP != nil:
+		return s.AMQP.Target()
+	case s.Kafka != nil:
+		return s.Kafka.Target()
+	}
+	return ""
+}

@@ -7,15 +7,11 @@ import (
 	"os"
 )
 
-// NewLogger returns a slog logger writing to w at the given level ("debug",
-// "info", "warn", "error") in the given format ("json", "text", or "auto":
+// NewLogger returns a slog logger writing to w at the given level (a
+// slog.LevelVar lets it change while running) in the given format ("json", "text", or "auto":
 // text when w is a terminal, JSON otherwise).
-func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: %w", level, err)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
+func NewLogger(w io.Writer, level slog.Leveler, format string) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
 	if format == "auto" {
 		format = "json"
 		if isTerminal(w) {

@@ -110,8 +110,12 @@ func TestIncompleteSubcommandIsUsageError(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"sinks without test", []string{"sinks"}, "worker sinks test NAME"},
-		{"sinks with another verb", []string{"sinks", "list"}, "worker sinks test NAME"},
+		{"sinks without verb", []string{"sinks"}, "worker sinks list | add NAME URL"},
+		{"sinks with another verb", []string{"sinks", "purge"}, "worker sinks list | add NAME URL"},
+		{"sinks add without URL", []string{"sinks", "add", "hook"}, "usage: worker sinks add NAME URL"},
+		{"sinks del without name", []string{"sinks", "del"}, "usage: worker sinks del NAME"},
+		{"config without verb", []string{"config"}, "worker config get [NAME]"},
+		{"config set without value", []string{"config", "set", "log-level"}, "worker config get [NAME]"},
 		{"dlq without verb", []string{"dlq"}, "worker dlq list|replay"},
 		{"dlq with another verb", []string{"dlq", "purge"}, "worker dlq list|replay"},
 		{"check with an undefined flag", []string{"check", "--colour", "red"}, "colour"},

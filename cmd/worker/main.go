@@ -25,6 +25,7 @@ import (
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/registry"
 	"github.com/courierhq/courier/retry"
 	"github.com/courierhq/courier/worker"
 )
@@ -38,9 +39,16 @@ commands:
   run                       run the node: embedded outbox and delivery to every sink
   check                     validate the configuration and exit
   status                    nodes UP/DOWN and, per sink, pending, in flight, dead letters, last error
+  sinks list                every defined sink, where it delivers and who defined it
+  sinks add NAME URL        define a webhook sink on every node (--bearer-token, --secret, --events)
+  sinks add -f FILE         define any sink from YAML, as one entry under sinks: (--replace)
+  sinks del NAME            delete a sink on every node, with its claim on undelivered events
   sinks test NAME           send a test event to one sink now and print the outcome
   sinks enable NAME         resume a sink disabled by a 410 Gone (or by sinks disable)
   sinks disable NAME        stop delivering to a sink on every node; its events wait
+  config get [NAME]         settings every node applies: log level, sink defaults
+  config set NAME VALUE     change a setting on every node, live
+  config reset NAME|all     back to the file's value or the default
   events attempts ID        show every delivery attempt of one event, on every sink
   dlq list --sink S         list a sink's dead letters
   dlq replay --sink S (--id ID ... | --all)
@@ -96,7 +104,19 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if len(rest) > 0 && (rest[0] == "enable" || rest[0] == "disable") {
 			return sinksStateCmd(ctx, rest[0] == "disable", rest[1:], stdout)
 		}
-		return usageError{"usage: worker sinks test NAME | worker sinks enable|disable NAME"}
+		if len(rest) > 0 {
+			switch rest[0] {
+			case "add":
+				return sinksAddCmd(ctx, rest[1:], stdout)
+			case "del", "delete":
+				return sinksDelCmd(ctx, rest[1:], stdout)
+			case "list":
+				return sinksListCmd(ctx, rest[1:], stdout)
+			}
+		}
+		return usageError{"usage: worker sinks list | add NAME URL | add -f FILE | del NAME | test NAME | enable NAME | disable NAME"}
+	case "config":
+		return configCmd(ctx, rest, stdout)
 	case "status":
 		return statusCmd(ctx, rest, stdout)
 	case "events":
@@ -157,7 +177,12 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, err := observability.NewLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	// A LevelVar, so worker config set log-level applies live.
+	level := new(slog.LevelVar)
+	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+		return usageError{fmt.Sprintf("log.level: %v", err)}
+	}
+	log, err := observability.NewLogger(stderr, level, cfg.Log.Format)
 	if err != nil {
 		return usageError{err.Error()}
 	}
@@ -174,7 +199,7 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}()
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	w, err := worker.Start(startCtx, cfg, version, log, worker.WithTelemetry(tel))
+	w, err := worker.Start(startCtx, cfg, version, log, worker.WithTelemetry(tel), worker.WithLogLevel(level))
 	cancel()
 	if err != nil {
 		return err
@@ -202,7 +227,7 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 func sinksTestCmd(ctx context.Context, args []string, stdout io.Writer) error {
-	cfg, sc, err := namedSink("sinks test", args)
+	cfg, sc, err := namedSink(ctx, "sinks test", args)
 	if err != nil {
 		return err
 	}
@@ -269,8 +294,10 @@ func connectJS(ctx context.Context, cfg *config.File) (jetstream.JetStream, func
 }
 
 // namedSink parses a command that takes --config and one sink NAME, and
-// returns the configuration and that sink.
-func namedSink(command string, args []string) (*config.File, *config.Sink, error) {
+// returns the configuration and that sink: from the registry when the
+// outbox is reachable (sinks added at run time included), else from the
+// file.
+func namedSink(ctx context.Context, command string, args []string) (*config.File, *config.Sink, error) {
 	fs, cfgPath := newFlags(command)
 	if err := parse(fs, args); err != nil {
 		return nil, nil, err
@@ -282,12 +309,29 @@ func namedSink(command string, args []string) (*config.File, *config.Sink, error
 	if err != nil {
 		return nil, nil, err
 	}
+	name := fs.Arg(0)
+	if js, closeFn, err := connectJS(ctx, cfg); err == nil {
+		defer closeFn()
+		if reg, err := registry.Open(ctx, js, cfg.NodeID, cfg.BaseSettings(), cfg.LookupEnv()); err == nil {
+			sinks, _, problems, err := reg.Sinks(ctx)
+			if err == nil {
+				for i := range sinks {
+					if sinks[i].Name == name {
+						return cfg, &sinks[i], nil
+					}
+				}
+				if p := problems[name]; p != nil {
+					return nil, nil, fmt.Errorf("sink %s does not apply on this node: %w", name, p)
+				}
+			}
+		}
+	}
 	for i := range cfg.Sinks {
-		if cfg.Sinks[i].Name == fs.Arg(0) {
+		if cfg.Sinks[i].Name == name {
 			return cfg, &cfg.Sinks[i], nil
 		}
 	}
-	return nil, nil, usageError{fmt.Sprintf("no sink named %q in %s", fs.Arg(0), *cfgPath)}
+	return nil, nil, usageError{fmt.Sprintf("no sink named %q (worker sinks list shows the defined ones)", name)}
 }
 
 func dlqListCmd(ctx context.Context, args []string, stdout io.Writer) error {
@@ -357,7 +401,7 @@ func dlqReplayCmd(ctx context.Context, args []string, stdout io.Writer) error {
 
 // sinksStateCmd enables or disables a sink on every node of the outbox.
 func sinksStateCmd(ctx context.Context, disable bool, args []string, stdout io.Writer) error {
-	cfg, sc, err := namedSink("sinks enable|disable", args)
+	cfg, sc, err := namedSink(ctx, "sinks enable|disable", args)
 	if err != nil {
 		return err
 	}
@@ -454,7 +498,8 @@ func statusCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	dlq := outbox.NewDeadLetters(js)
 	now := time.Now()
 	var sinks []sinkStatus
-	for _, sc := range cfg.Sinks {
+	for _, name := range definedSinks(ctx, cfg, js) {
+		sc := struct{ Name string }{name}
 		row := sinkStatus{Sink: sc.Name, State: "enabled"}
 		if st, err := states.Get(ctx, sc.Name); err == nil && st.Disabled {
 			row.State = "disabled: " + st.Reason
@@ -498,6 +543,24 @@ func statusCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", r.Sink, r.State, r.Pending, r.InFlight, r.DeadLetters, r.LastError)
 	}
 	return tw.Flush()
+}
+
+// definedSinks names every sink defined in the registry, or, before any
+// worker created the registry, the configuration file's.
+func definedSinks(ctx context.Context, cfg *config.File, js jetstream.JetStream) []string {
+	var names []string
+	if reg, err := registry.Open(ctx, js, cfg.NodeID, cfg.BaseSettings(), cfg.LookupEnv()); err == nil {
+		if recs, err := reg.Records(ctx); err == nil {
+			for _, r := range recs {
+				names = append(names, r.Name)
+			}
+			return names
+		}
+	}
+	for _, s := range cfg.Sinks {
+		names = append(names, s.Name)
+	}
+	return names
 }
 
 // printJSONLines writes one JSON object per line, for scripts.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -257,4 +258,9 @@ func (k routingKey) render(e *event.Envelope) string {
 		}
 	}
 	return b.String()
+}
+
+// Target is where the sink delivers, safe to show: the password redacted.
+func (c Config) Target() string {
+	return "exchange " + strconv.Quote(c.Exchange) + " at " + c.redactedURL()
 }

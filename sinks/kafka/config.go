@@ -320,3 +320,6 @@ func validTopicChars(s string) bool {
 	}
 	return true
 }
+
+// Target is where the sink delivers (brokers hold no credentials here).
+func (c Config) Target() string { return "topic " + c.Topic + " at " + strings.Join(c.Brokers, ",") }

@@ -120,3 +120,6 @@ func redactURL(raw string) string {
 	u.User, u.RawQuery = nil, ""
 	return u.String()
 }
+
+// Target is where the sink delivers, safe to show: no credentials or query.
+func (c Config) Target() string { return redactURL(c.URL) }

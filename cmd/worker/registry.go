@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/courierhq/courier/config"
+	"github.com/courierhq/courier/registry"
+)
+
+// openRegistry loads the configuration and opens the replicated sink and
+// settings buckets through the local node's outbox.
+func openRegistry(ctx context.Context, cfgPath string) (*config.File, *registry.Registry, func(), error) {
+	cfg, js, closeFn, err := connectConfigured(ctx, cfgPath)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	reg, err := registry.Open(ctx, js, cfg.NodeID, cfg.BaseSettings(), cfg.LookupEnv())
+	if err != nil {
+		closeFn()
+		return nil, nil, nil, err
+	}
+	return cfg, reg, closeFn, nil
+}
+
+// sinksAddCmd defines a sink on every node: from a YAML definition (-f),
+// or, like gluster-eventsapi webhook-add, a webhook from a name and a URL.
+func sinksAddCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	fs, cfgPath := newFlags("sinks add")
+	file := fs.String("f", "", "sink definition in YAML, as one entry under sinks: in the configuration (- for stdin)")
+	replace := fs.Bool("replace", false, "replace the sink if it exists")
+	token := fs.String("bearer-token", "", "webhook: bearer token (prefer ${NAME}, expanded on each node)")
+	secret := fs.String("secret", "", "webhook: Standard Webhooks signing secret, whsec_... (prefer ${NAME})")
+	events := fs.String("events", "", "comma-separated event type globs (default: every event)")
+	format := fs.String("format", "", "courier, gluster, cloudevents or cloudevents-binary")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var def []byte
+	switch {
+	case *file != "" && fs.NArg() == 0:
+		var err error
+		if *file == "-" {
+			def, err = io.ReadAll(os.Stdin)
+		} else {
+			def, err = os.ReadFile(*file)
+		}
+		if err != nil {
+			return fmt.Errorf("read sink definition: %w", err)
+		}
+	case *file == "" && fs.NArg() == 2:
+		m := map[string]any{"name": fs.Arg(0), "type": "webhook", "url": fs.Arg(1)}
+		if *token != "" {
+			m["bearer_token"] = *token
+		}
+		if *secret != "" {
+			m["secret"] = *secret
+		}
+		if *events != "" {
+			m["events"] = strings.Split(*events, ",")
+		}
+		if *format != "" {
+			m["format"] = *format
+		}
+		var err error
+		if def, err = yaml.Marshal(m); err != nil {
+			return fmt.Errorf("encode sink definition: %w", err)
+		}
+	default:
+		return usageError{"usage: worker sinks add NAME URL [--bearer-token T] [--secret S] [--events GLOBS] [--format F] | worker sinks add -f sink.yaml [--replace]"}
+	}
+	cfg, reg, closeFn, err := openRegistry(ctx, *cfgPath)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	s, err := reg.Put(ctx, def, registry.OriginAPI, *replace)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	fmt.Fprintf(stdout, "sink %s (%s, %s) defined; every node delivers to it from now on\n", s.Name, s.Type, s.Target())
+	if inFile(cfg, s.Name) {
+		fmt.Fprintf(stdout, "note: %s also defines %s; this run-time definition takes precedence over the file's\n", *cfgPath, s.Name)
+	}
+	return nil
+}
+
+func sinksDelCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	fs, cfgPath := newFlags("sinks del")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"usage: worker sinks del NAME"}
+	}
+	cfg, reg, closeFn, err := openRegistry(ctx, *cfgPath)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	name := fs.Arg(0)
+	undelivered, err := reg.Delete(ctx, name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "sink %s deleted on every node; %d events it had not received are no longer kept for it\n", name, undelivered)
+	if inFile(cfg, name) {
+		fmt.Fprintf(stdout, "note: %s still defines %s: remove it there too, or it is defined again when this node restarts\n", *cfgPath, name)
+	}
+	return nil
+}
+
+func inFile(cfg *config.File, name string) bool {
+	for _, s := range cfg.Sinks {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// sinkListing is one row of worker sinks list.
+type sinkListing struct {
+	Name    string    `json:"name"`
+	Type    string    `json:"type"`
+	Target  string    `json:"target"`
+	Events  []string  `json:"events,omitempty"`
+	Origin  string    `json:"origin"`
+	Node    string    `json:"node,omitempty"`
+	Updated time.Time `json:"updated"`
+	Problem string    `json:"problem,omitempty"`
+}
+
+func sinksListCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	fs, cfgPath := newFlags("sinks list")
+	asJSON := fs.Bool("json", false, "print JSON lines")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	_, reg, closeFn, err := openRegistry(ctx, *cfgPath)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	recs, err := reg.Records(ctx)
+	if err != nil {
+		return err
+	}
+	settings, _, err := reg.Settings(ctx)
+	if err != nil {
+		return err
+	}
+	rows := make([]sinkListing, 0, len(recs))
+	for _, rec := range recs {
+		row := sinkListing{Name: rec.Name, Origin: rec.Origin, Node: rec.Node, Updated: rec.Updated}
+		if s, err := config.ParseSink([]byte(rec.Definition), os.LookupEnv, settings.Sink); err != nil {
+			row.Problem = err.Error()
+		} else {
+			row.Type, row.Target, row.Events = s.Type, s.Target(), s.Events
+		}
+		rows = append(rows, row)
+	}
+	if *asJSON {
+		return printJSONLines(stdout, rows)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tTYPE\tTARGET\tEVENTS\tDEFINED BY\tUPDATED")
+	for _, r := range rows {
+		events := strings.Join(r.Events, ",")
+		if events == "" {
+			events = "*"
+		}
+		if r.Problem != "" {
+			r.Target = "(does not parse here: " + r.Problem + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s on %s\t%s\n", r.Name, r.Type, r.Target, events, r.Origin, r.Node, r.Updated.Format(time.RFC3339))
+	}
+	return tw.Flush()
+}
+
+// settingListing is one row of worker config get.
+type settingListing struct {
+	Name        string `json:"name"`
+	Value       string `json:"value"`
+	Source      string `json:"source"` // set, or default
+	Description string `json:"description"`
+}
+
+// configCmd is Gluster's config-get / config-set / config-reset.
+func configCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"usage: worker config get [NAME] | set NAME VALUE | reset NAME|all"}
+	}
+	verb := args[0]
+	fs, cfgPath := newFlags("config " + verb)
+	asJSON := fs.Bool("json", false, "print JSON lines (get)")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	want := map[string]int{"get": -1, "set": 2, "reset": 1}
+	n, ok := want[verb]
+	if !ok || (n >= 0 && fs.NArg() != n) || (n < 0 && fs.NArg() > 1) {
+		return usageError{"usage: worker config get [NAME] | set NAME VALUE | reset NAME|all"}
+	}
+	_, reg, closeFn, err := openRegistry(ctx, *cfgPath)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	switch verb {
+	case "set":
+		if err := reg.Set(ctx, fs.Arg(0), fs.Arg(1)); err != nil {
+			return usageError{err.Error()}
+		}
+		fmt.Fprintf(stdout, "%s set to %s on every node\n", fs.Arg(0), fs.Arg(1))
+		return nil
+	case "reset":
+		if err := reg.Reset(ctx, fs.Arg(0)); err != nil {
+			return usageError{err.Error()}
+		}
+		fmt.Fprintf(stdout, "%s reset to the configuration file's value or the default on every node\n", fs.Arg(0))
+		return nil
+	}
+	settings, problems, err := reg.Settings(ctx)
+	if err != nil {
+		return err
+	}
+	overrides, err := reg.Overrides(ctx)
+	if err != nil {
+		return err
+	}
+	var rows []settingListing
+	for _, st := range config.SettingNames() {
+		if fs.NArg() == 1 && st.Name != fs.Arg(0) {
+			continue
+		}
+		v, _ := settings.Get(st.Name)
+		source := "default"
+		if _, ok := overrides[st.Name]; ok {
+			source = "set"
+		}
+		rows = append(rows, settingListing{Name: st.Name, Value: v, Source: source, Description: st.Description})
+	}
+	if len(rows) == 0 {
+		_, err := settings.Get(fs.Arg(0))
+		return usageError{err.Error()}
+	}
+	if *asJSON {
+		return printJSONLines(stdout, rows)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tVALUE\tSOURCE\tDESCRIPTION")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Value, r.Source, r.Description)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, p := range problems {
+		fmt.Fprintln(stdout, "warning: a stored setting is not applied:", p)
+	}
+	return nil
+}
