@@ -64,6 +64,27 @@ type Log struct {
 type Admin struct {
 	// Listen is host:port, or "off".
 	Listen string `yaml:"listen"`
+	// Token turns on the admin API under /v1/ (sinks and settings) for
+	// requests bearing it; write ${NAME} to take it from the environment,
+	// or give TokenFile instead. Without either, the API is off.
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
+}
+
+// APIToken is the admin API's token ("" when the API is off).
+func (a Admin) APIToken() (string, error) {
+	if a.TokenFile == "" {
+		return a.Token, nil
+	}
+	b, err := os.ReadFile(a.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("admin.token_file: %w", err)
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return "", fmt.Errorf("admin.token_file %s is empty", a.TokenFile)
+	}
+	return token, nil
 }
 
 // Cluster makes the embedded servers of several nodes one NATS cluster,
@@ -588,6 +609,12 @@ func (f *File) Validate() error {
 	}
 	if f.Outbox.MaxEventSize > 64<<20 {
 		return fmt.Errorf("outbox.max_event_size %d is above the 64MiB limit", f.Outbox.MaxEventSize)
+	}
+	if f.Admin.Token != "" && f.Admin.TokenFile != "" {
+		return errors.New("admin.token and admin.token_file exclude each other")
+	}
+	if f.Admin.Token != "" && len(f.Admin.Token) < 16 {
+		return errors.New("admin.token is shorter than 16 characters: use a long random token (openssl rand -hex 32)")
 	}
 	if err := f.Cluster.validate(); err != nil {
 		return err

@@ -13,6 +13,7 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -33,6 +34,16 @@ const (
 	// OriginAPI: added or changed by an operator at run time; configuration
 	// files leave it alone.
 	OriginAPI = "api"
+)
+
+// Errors callers tell apart.
+var (
+	// ErrExists: a sink of that name is already defined.
+	ErrExists = errors.New("sink already exists")
+	// ErrNoSink: no sink of that name is defined.
+	ErrNoSink = errors.New("no such sink")
+	// errInvalid: the definition or setting does not validate.
+	errInvalid = errors.New("invalid")
 )
 
 // Record is one sink definition as stored.
@@ -143,13 +154,13 @@ func (r *Registry) put(ctx context.Context, definition []byte, origin string, re
 	}
 	s, err := config.ParseSink(definition, r.lookupEnv, settings.Sink)
 	if err != nil {
-		return config.Sink{}, err
+		return config.Sink{}, fmt.Errorf("%w sink definition: %w", errInvalid, err)
 	}
 	if !replace {
 		if _, ok, err := r.sinks.Get(ctx, s.Name); err != nil {
 			return s, err
 		} else if ok {
-			return s, fmt.Errorf("sink %s already exists (replace it with --replace, or delete it first)", s.Name)
+			return s, fmt.Errorf("%w: %s (replace it, or delete it first)", ErrExists, s.Name)
 		}
 	}
 	// The consumer first: once nodes see the definition they bind to it,
@@ -173,7 +184,7 @@ func (r *Registry) Delete(ctx context.Context, name string) (undelivered uint64,
 		return 0, err
 	}
 	if !ok {
-		return 0, fmt.Errorf("no sink named %s", name)
+		return 0, fmt.Errorf("%w: %s", ErrNoSink, name)
 	}
 	if err := r.sinks.Delete(ctx, name); err != nil {
 		return 0, err

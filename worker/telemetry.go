@@ -105,12 +105,17 @@ func (w *Worker) registerGauges(dlq *outbox.DeadLetters) error {
 	return nil
 }
 
-// AdminHandler serves /metrics, /healthz (the process answers) and /readyz
-// (the outbox is reachable and every sink's consumer is bound).
+// AdminHandler serves /metrics, /healthz (the process answers), /readyz
+// (the outbox is reachable and every sink's consumer is bound) and, with a
+// token, the admin API under /v1/.
 func (w *Worker) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	if w.tel != nil {
 		mux.Handle("GET /metrics", w.tel.MetricsHandler())
+	}
+	// The token was read at start (worker.Start fails without it).
+	if w.reg != nil {
+		mux.Handle("/v1/", w.reg.Handler(w.apiToken))
 	}
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(rw, "ok")

@@ -43,6 +43,7 @@ type Worker struct {
 	url    string
 
 	reg      *registry.Registry
+	apiToken string
 	deps     loopDeps
 	logLevel *slog.LevelVar
 
@@ -95,6 +96,9 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	}()
 	always, interval, err := cfg.Outbox.SyncPolicy()
 	if err != nil {
+		return nil, err
+	}
+	if w.apiToken, err = cfg.Admin.APIToken(); err != nil {
 		return nil, err
 	}
 	w.url = cfg.Outbox.URL

@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -126,18 +125,6 @@ func inFile(cfg *config.File, name string) bool {
 	return false
 }
 
-// sinkListing is one row of worker sinks list.
-type sinkListing struct {
-	Name    string    `json:"name"`
-	Type    string    `json:"type"`
-	Target  string    `json:"target"`
-	Events  []string  `json:"events,omitempty"`
-	Origin  string    `json:"origin"`
-	Node    string    `json:"node,omitempty"`
-	Updated time.Time `json:"updated"`
-	Problem string    `json:"problem,omitempty"`
-}
-
 func sinksListCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs, cfgPath := newFlags("sinks list")
 	asJSON := fs.Bool("json", false, "print JSON lines")
@@ -149,23 +136,9 @@ func sinksListCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer closeFn()
-	recs, err := reg.Records(ctx)
+	rows, err := reg.Views(ctx)
 	if err != nil {
 		return err
-	}
-	settings, _, err := reg.Settings(ctx)
-	if err != nil {
-		return err
-	}
-	rows := make([]sinkListing, 0, len(recs))
-	for _, rec := range recs {
-		row := sinkListing{Name: rec.Name, Origin: rec.Origin, Node: rec.Node, Updated: rec.Updated}
-		if s, err := config.ParseSink([]byte(rec.Definition), os.LookupEnv, settings.Sink); err != nil {
-			row.Problem = err.Error()
-		} else {
-			row.Type, row.Target, row.Events = s.Type, s.Target(), s.Events
-		}
-		rows = append(rows, row)
 	}
 	if *asJSON {
 		return printJSONLines(stdout, rows)
@@ -180,7 +153,7 @@ func sinksListCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if r.Problem != "" {
 			r.Target = "(does not parse here: " + r.Problem + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s on %s\t%s\n", r.Name, r.Type, r.Target, events, r.Origin, r.Node, r.Updated.Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s on %s\t%s\n", r.Name, r.Type, r.Target, events, r.Origin, r.Node, r.Updated)
 	}
 	return tw.Flush()
 }

@@ -42,7 +42,7 @@ func TestSinksAddListDelChangeTheRunningNode(t *testing.T) {
 	}
 
 	r = cli(t, "sinks", "add", "--config", d.cfg, "hook", hook.URL())
-	wantUsageError(t, r, "sink hook already exists")
+	wantUsageError(t, r, "sink already exists: hook")
 	r = cli(t, "sinks", "add", "--config", d.cfg, "bad", "ftp://example.com/x")
 	wantUsageError(t, r, "url")
 	r = cli(t, "sinks", "add", "--config", d.cfg, "-f", writeFile(t, "name: odd\ntype: carrier-pigeon\n"))
@@ -78,7 +78,7 @@ func TestSinksAddListDelChangeTheRunningNode(t *testing.T) {
 	if _, err := js.Consumer(context.Background(), "COURIER_OUTBOX", "sink-hook"); err == nil {
 		t.Error("the deleted sink's consumer still holds events")
 	}
-	wantRuntimeError(t, cli(t, "sinks", "del", "--config", d.cfg, "hook"), "no sink named hook")
+	wantRuntimeError(t, cli(t, "sinks", "del", "--config", d.cfg, "hook"), "no such sink: hook")
 }
 
 func TestConfigSetGetResetApplyOnTheRunningNode(t *testing.T) {
