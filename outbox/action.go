@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/courierhq/courier/event"
@@ -14,12 +15,13 @@ import (
 // source, key and data; its StartID, when set, links to an earlier event of
 // the job (Created or Scheduled), otherwise the Started event's id does.
 // It returns fn's error, or the error of an emit (fn does not run when
-// Started cannot be stored).
+// Started cannot be stored). An event spooled (ErrSpooled) counts as
+// stored: it is safe and will be sent.
 func (p *Publisher) RunAction(ctx context.Context, job event.Envelope, fn func(context.Context) error) error {
 	started := job
 	started.ID, started.State, started.Level = "", event.StateStarted, event.LevelInfo
 	startedID, err := p.Emit(ctx, started)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrSpooled) {
 		return fmt.Errorf("emit Started for %s: %w", job.Type, err)
 	}
 	link := job.StartID
@@ -34,7 +36,7 @@ func (p *Publisher) RunAction(ctx context.Context, job event.Envelope, fn func(c
 		detail, _ := json.Marshal(map[string]any{"error": runErr.Error(), "data": job.Data})
 		done.Data = detail
 	}
-	if _, err := p.Emit(ctx, done); err != nil {
+	if _, err := p.Emit(ctx, done); err != nil && !errors.Is(err, ErrSpooled) {
 		if runErr != nil {
 			return fmt.Errorf("%w (and emitting Completed failed: %v)", runErr, err)
 		}

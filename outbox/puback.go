@@ -14,6 +14,11 @@ const (
 	errCodeNoMatchingStream = 10060
 	errCodeBatchDuplicate   = 10201
 	errCodeBatchesInFlight  = 10210
+	// No quorum or no leader: the store exists but cannot take writes now.
+	errCodeClusterNotAvail     = 10008
+	errCodeClusterNotLeader    = 10009
+	errCodeStreamOffline       = 10118
+	errCodeStreamOfflineReason = 10194
 )
 
 // pubAck is JetStream's answer to a publish or an atomic batch commit.
@@ -53,6 +58,9 @@ func apiError(code int, errCode uint16, desc string) error {
 		return fmt.Errorf("%w: %s", ErrFull, desc)
 	case errCode == errCodeStreamNotFound || errCode == errCodeNoMatchingStream:
 		return fmt.Errorf("%w: %s", ErrNoStream, desc)
+	case errCode == errCodeClusterNotAvail || errCode == errCodeClusterNotLeader ||
+		errCode == errCodeStreamOffline || errCode == errCodeStreamOfflineReason:
+		return fmt.Errorf("%w: %s", ErrUnavailable, desc)
 	case errCode == errCodeBatchDuplicate:
 		return fmt.Errorf("%w: %s", errBatchHasDuplicate, desc)
 	case errCode == errCodeBatchesInFlight:

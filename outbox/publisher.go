@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/observability"
+	"github.com/courierhq/courier/spool"
 )
 
 // Publisher is the producer API: it stores events in the outbox and reports
@@ -32,6 +34,13 @@ import (
 // one fsync. That is how durable emit goes far beyond one fsync per event
 // without weakening "stored before acknowledged". Batches leave in emit order
 // over one connection, so one producer's events are stored in its order.
+//
+// With a spool (WithSpool), an event the outbox cannot take for a reason
+// that passes (unreachable, no acknowledgement, no stream, no quorum) is
+// fsynced in the spool instead and reported with ErrSpooled; the Publisher
+// sends the spool's events every second while it is connected. Events sent
+// from the spool are stored after those emitted meanwhile: the spool keeps
+// every event, not the order across an outage.
 type Publisher struct {
 	nc           *nats.Conn
 	ownsConn     bool
@@ -55,6 +64,14 @@ type Publisher struct {
 	nextID    uint64
 	done      chan struct{}
 	fallbacks sync.WaitGroup
+
+	// Spool: nil unless WithSpool.
+	spool     *spool.Spool
+	log       *slog.Logger
+	connState *connState // why the connection is down; nil unless Dial made it
+	flushMu   sync.Mutex // one flush of the publisher's spool at a time
+	stopFlush context.CancelFunc
+	flushDone chan struct{}
 }
 
 // Pending is an emit whose outcome is not known yet.
@@ -66,7 +83,12 @@ type Pending struct {
 	done  chan struct{}
 	err   error
 	dup   bool
-	onSet sync.Once
+	// spooled: the outbox could not take the event and it is in the spool.
+	spooled bool
+	// fromSpool: the event is being sent from the spool, so a failure
+	// leaves it there instead of writing it again.
+	fromSpool bool
+	onSet     sync.Once
 }
 
 // Done is closed once the outcome is known.
@@ -81,6 +103,10 @@ func (p *Pending) Err() error { return p.err }
 // Duplicate reports that the outbox already held this id; valid after Done.
 func (p *Pending) Duplicate() bool { return p.dup }
 
+// Spooled reports that the outbox could not take the event and it is stored
+// in the spool, to be sent later (Err wraps ErrSpooled); valid after Done.
+func (p *Pending) Spooled() bool { return p.spooled }
+
 // Wait blocks until the outcome is known or ctx ends.
 func (p *Pending) Wait(ctx context.Context) (string, error) {
 	select {
@@ -91,14 +117,19 @@ func (p *Pending) Wait(ctx context.Context) (string, error) {
 	}
 }
 
-func (p *Pending) finish(err error, dup bool) {
+func (p *Pending) finish(err error, dup bool) { p.settle(err, dup, false) }
+
+func (p *Pending) settle(err error, dup, spooled bool) {
 	p.onSet.Do(func() {
-		p.err, p.dup = err, dup
+		p.err, p.dup, p.spooled = err, dup, spooled
 		if err != nil {
 			p.span.RecordError(err)
 			p.span.SetStatus(codes.Error, err.Error())
 		}
 		p.span.SetAttributes(attribute.Bool("courier.duplicate", dup))
+		if spooled {
+			p.span.SetAttributes(attribute.Bool("courier.spooled", true))
+		}
 		p.span.End()
 		close(p.done)
 	})
@@ -135,6 +166,16 @@ func WithTracerProvider(tp trace.TracerProvider) PublisherOption {
 
 const tracerName = "github.com/courierhq/courier/outbox"
 
+// WithSpool stores in sp, instead of failing, every event the outbox cannot
+// take for a reason that passes, and sends sp's events in the background
+// while the Publisher lives. With a spool, Dial returns a Publisher even
+// when nothing answers: it spools until the outbox can be reached.
+func WithSpool(sp *spool.Spool) PublisherOption { return func(p *Publisher) { p.spool = sp } }
+
+// WithLogger receives what the background flush of the spool has to say
+// (a failure, once per outage; files moved to bad/). Default: nothing.
+func WithLogger(l *slog.Logger) PublisherOption { return func(p *Publisher) { p.log = l } }
+
 // WithMaxBatch caps the events grouped into one atomic batch (at most 1000,
 // JetStream's limit).
 func WithMaxBatch(n int) PublisherOption {
@@ -151,9 +192,24 @@ const (
 
 // Dial connects to the outbox at url and returns a Publisher that owns the
 // connection. It fails with ErrUnreachable when nothing answers within
-// timeout.
+// timeout, unless a spool is given (WithSpool): then the Publisher spools
+// events while it keeps trying to connect.
 func Dial(ctx context.Context, url string, timeout time.Duration, opts ...PublisherOption) (*Publisher, error) {
-	nc, err := Connect(ctx, url, "courier-emit", timeout)
+	var probe Publisher
+	for _, o := range opts {
+		o(&probe)
+	}
+	var (
+		nc    *nats.Conn
+		state *connState
+		err   error
+	)
+	if probe.spool != nil {
+		state = &connState{}
+		nc, err = connectRetrying(ctx, url, "courier-emit", timeout, state)
+	} else {
+		nc, err = Connect(ctx, url, "courier-emit", timeout)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -163,6 +219,7 @@ func Dial(ctx context.Context, url string, timeout time.Duration, opts ...Publis
 		return nil, err
 	}
 	p.ownsConn = true
+	p.connState = state
 	return p, nil
 }
 
@@ -189,24 +246,54 @@ func NewPublisher(nc *nats.Conn, opts ...PublisherOption) (*Publisher, error) {
 	}
 	p.sub = sub
 	go p.send()
+	if p.spool != nil {
+		if p.log == nil {
+			p.log = slog.New(slog.DiscardHandler)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		p.stopFlush, p.flushDone = cancel, make(chan struct{})
+		go p.flushLoop(ctx)
+	}
 	return p, nil
 }
 
 // Emit stores e and returns its id once the outbox acknowledged it. A
 // missing id, time or level is filled in; an event emitted again with the same
-// id is stored once.
+// id is stored once. With a spool, an error wrapping ErrSpooled means the
+// event is safe in the spool; this includes ctx ending before the outbox
+// answered, since the event may be on its way already.
 func (p *Publisher) Emit(ctx context.Context, e event.Envelope) (string, error) {
 	pe, err := p.EmitAsync(ctx, e)
 	if err != nil {
 		return e.ID, err
 	}
-	return pe.Wait(ctx)
+	id, err := pe.Wait(ctx)
+	if err == nil || p.spool == nil {
+		return id, err
+	}
+	select {
+	case <-pe.done:
+		return id, pe.err
+	default:
+	}
+	// The caller stops waiting while the event's fate is open: spool it, so
+	// the answer is definite. Should the outbox store it after all, sending
+	// it again from the spool stores nothing more.
+	if perr := p.spool.Put(pe.env); perr != nil {
+		return id, fmt.Errorf("%w; writing it to the spool failed too: %v", err, perr)
+	}
+	return id, p.spooledError(id, fmt.Errorf("no acknowledgement before the caller stopped waiting: %w", ctx.Err()))
 }
 
 // EmitAsync queues e and returns at once; the Pending reports the outcome.
-// It blocks only while the queue is full (backpressure) or until ctx ends.
-// Validation errors are returned at once.
+// It blocks only while the queue is full (backpressure) or until ctx ends,
+// and, with a spool while the outbox is unreachable, while it writes the
+// event to the spool. Validation errors are returned at once.
 func (p *Publisher) EmitAsync(ctx context.Context, e event.Envelope) (*Pending, error) {
+	return p.emitAsync(ctx, e, false)
+}
+
+func (p *Publisher) emitAsync(ctx context.Context, e event.Envelope, fromSpool bool) (*Pending, error) {
 	if err := e.Complete(p.node); err != nil {
 		return nil, err
 	}
@@ -232,12 +319,23 @@ func (p *Publisher) EmitAsync(ctx context.Context, e event.Envelope) (*Pending, 
 		))
 	carrier := propagation.MapCarrier{}
 	observability.Propagator().Inject(trace.ContextWithSpan(ctx, span), carrier)
-	pe := &Pending{env: e, data: data, done: make(chan struct{}), span: span, trace: carrier}
+	pe := &Pending{env: e, data: data, done: make(chan struct{}), span: span, trace: carrier, fromSpool: fromSpool}
 	p.queueMu.RLock()
 	defer p.queueMu.RUnlock()
 	if p.closed {
 		pe.finish(ErrClosed, false)
 		return nil, ErrClosed
+	}
+	if p.spool != nil && !p.nc.IsConnected() {
+		if fromSpool {
+			err := p.notConnected()
+			pe.finish(err, false)
+			return nil, err
+		}
+		// Sent now, it would sit in the client's memory until the
+		// connection is back, lost if the process ends first.
+		p.fail(pe, p.notConnected())
+		return pe, nil
 	}
 	select {
 	case p.queue <- pe:
@@ -252,6 +350,10 @@ func (p *Publisher) EmitAsync(ctx context.Context, e event.Envelope) (*Pending, 
 // Close sends what is queued, waits for the acknowledgements (each bounded
 // by the ack timeout) and releases the connection if the Publisher owns it.
 func (p *Publisher) Close() {
+	if p.stopFlush != nil {
+		p.stopFlush()
+		<-p.flushDone
+	}
 	p.queueMu.Lock()
 	if p.closed {
 		p.queueMu.Unlock()
@@ -398,6 +500,19 @@ func (p *Publisher) resolve(token string, ack *pubAck, err error) {
 		}
 	}
 	split := errors.Is(err, errBatchHasDuplicate) || errors.Is(err, errBatchesBusy)
+	if err != nil && p.spool != nil && (len(b.items) == 1 || !split) && spoolable(err) {
+		// Writing to the spool means an fsync per event: not on the
+		// goroutine that reads the other acknowledgements.
+		p.fallbacks.Add(1)
+		go func() {
+			defer p.fallbacks.Done()
+			for _, pe := range b.items {
+				p.fail(pe, err)
+			}
+		}()
+		settled()
+		return
+	}
 	if err == nil || len(b.items) == 1 || !split {
 		dup := err == nil && ack.Duplicate && len(b.items) == 1
 		for _, pe := range b.items {
@@ -455,7 +570,11 @@ func (p *Publisher) bisect(items []*Pending) {
 	}
 	if err == nil || len(items) == 1 || !errors.Is(err, errBatchHasDuplicate) {
 		for _, pe := range items {
-			pe.finish(err, err == nil && ack.Duplicate && len(items) == 1)
+			if err != nil {
+				p.fail(pe, err)
+				continue
+			}
+			pe.finish(nil, ack.Duplicate && len(items) == 1)
 		}
 		return
 	}
