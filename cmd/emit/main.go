@@ -1,8 +1,10 @@
 // Command emit stores events in a Courier outbox and returns once they are
-// persisted.
+// persisted: in the outbox, or, when the outbox cannot be reached, in a local
+// spool from which a later run sends them with the same ids.
 //
 //	emit --type VOLUME_CREATE --key gv1 --data '{"name":"gv1"}'
 //	emit --file events.jsonl          # one envelope per line; - for stdin
+//	emit --flush                      # only send what the spool holds
 package main
 
 import (
@@ -16,12 +18,15 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/spool"
 )
 
 type options struct {
@@ -31,7 +36,19 @@ type options struct {
 	file         string
 	env          event.Envelope
 	data         string
+	spoolDir     string
+	noSpool      bool
+	flush        bool
 }
+
+const usage = `usage: emit --type TYPE [--key K] [--level L] [--data JSON] | emit --file FILE|- | emit --flush
+
+emit prints the event id once the outbox stored it. When the outbox cannot
+be reached or does not acknowledge, the event is fsynced in the spool
+(--spool) instead, its id printed and the exit status 0: a later emit run,
+or emit --flush, sends it with the same id. --no-spool fails instead.
+
+`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -65,26 +82,98 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if tel.Tracing() {
 		pubOpts = append(pubOpts, outbox.WithTracerProvider(tel.Tracer))
 	}
+	var sp *spool.Spool
+	if !opts.noSpool && opts.spoolDir != "" {
+		sp, err = spool.Open(opts.spoolDir)
+		switch {
+		case err != nil && opts.flush:
+			fmt.Fprintln(stderr, "emit:", err)
+			return 1
+		case err != nil:
+			// The spool is a safety net: without it, emit works as it
+			// did before there was one.
+			fmt.Fprintf(stderr, "emit: %v; going on without a spool\n", err)
+		default:
+			// With a spool, Dial succeeds even when nothing answers.
+			pubOpts = append(pubOpts, outbox.WithSpool(sp))
+		}
+	}
 	pub, err := outbox.Dial(ctx, opts.url, opts.timeout, pubOpts...)
 	if err != nil {
 		fmt.Fprintln(stderr, "emit:", err)
 		return 1
 	}
 	defer pub.Close()
+	if opts.flush {
+		return flushOnly(ctx, pub, sp, stderr)
+	}
+	if sp != nil {
+		// Events spooled by earlier runs go first, when the outbox takes
+		// them; if it does not, they wait for the next run.
+		fctx, cancel := context.WithTimeout(ctx, opts.timeout)
+		_, _ = outbox.FlushSpool(fctx, pub, sp)
+		cancel()
+	}
 	if opts.file != "" {
-		return emitFile(ctx, pub, opts, stdin, stderr)
+		return emitFile(ctx, pub, opts, sp, stdin, stderr)
 	}
 	e := opts.env
 	if opts.data != "" {
 		e.Data = json.RawMessage(opts.data)
 	}
 	id, err := pub.Emit(ctx, e)
+	if errors.Is(err, outbox.ErrSpooled) {
+		// Safe on disk: exit 0, so that a script does not emit it again
+		// under a new id.
+		fmt.Fprintln(stdout, id)
+		fmt.Fprintln(stderr, "emit:", err)
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "emit:", err)
 		return 1
 	}
 	fmt.Fprintln(stdout, id)
 	return 0
+}
+
+// flushOnly sends what the spool holds and says how many were sent and how
+// many remain; some remaining is a failure.
+func flushOnly(ctx context.Context, pub *outbox.Publisher, sp *spool.Spool, stderr io.Writer) int {
+	sent, err := outbox.FlushSpool(ctx, pub, sp)
+	left, lerr := sp.Len()
+	if lerr != nil {
+		fmt.Fprintln(stderr, "emit:", lerr)
+		return 1
+	}
+	fmt.Fprintf(stderr, "emit: %d sent, %d remain in %s\n", sent, left, sp.Dir())
+	if err != nil {
+		for line := range strings.SplitSeq(err.Error(), "\n") {
+			fmt.Fprintln(stderr, "emit:", line)
+		}
+		return 1
+	}
+	if left > 0 {
+		return 1
+	}
+	return 0
+}
+
+// defaultSpoolDir is $COURIER_SPOOL, else courier/spool under the XDG state
+// directory; "" when there is no home to put it in.
+func defaultSpoolDir(getenv func(string) string, home func() (string, error)) string {
+	if d := getenv("COURIER_SPOOL"); d != "" {
+		return d
+	}
+	// The XDG spec ignores a relative $XDG_STATE_HOME.
+	if d := getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "courier", "spool")
+	}
+	h, err := home()
+	if err != nil || h == "" {
+		return ""
+	}
+	return filepath.Join(h, ".local", "state", "courier", "spool")
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -110,10 +199,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.env.Source, "source", "", "source of the event")
 	fs.StringVar(&o.env.Node, "node", "", "node id (default: host name)")
 	fs.StringVar(&o.data, "data", "", "event data, as JSON")
+	fs.StringVar(&o.spoolDir, "spool", defaultSpoolDir(os.Getenv, os.UserHomeDir),
+		"keep events here when the outbox cannot take them ($COURIER_SPOOL, else $XDG_STATE_HOME/courier/spool, else ~/.local/state/courier/spool)")
+	fs.BoolVar(&o.noSpool, "no-spool", false, "fail (exit 1) when the outbox cannot take an event, instead of spooling it")
+	fs.BoolVar(&o.flush, "flush", false, "only send the spooled events; exit 1 if some remain")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stderr)
-			fmt.Fprintln(stderr, "usage: emit --type TYPE [--key K] [--level L] [--data JSON] | emit --file FILE|-")
+			fmt.Fprint(stderr, usage)
 			fs.PrintDefaults()
 		}
 		return o, err
@@ -121,11 +214,21 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if o.flush {
+		switch {
+		case o.file != "" || o.env.Type != "":
+			return o, errors.New("--flush sends the spool only: give it without --file or --type")
+		case o.noSpool:
+			return o, errors.New("--flush and --no-spool contradict each other")
+		case o.spoolDir == "":
+			return o, errors.New("--flush: no spool directory: give --spool DIR")
+		}
+	}
 	if o.file != "" && o.env.Type != "" {
 		return o, errors.New("give either --file or --type, not both")
 	}
-	if o.file == "" && o.env.Type == "" {
-		return o, errors.New("--type is required (or --file to send many events)")
+	if o.file == "" && o.env.Type == "" && !o.flush {
+		return o, errors.New("--type is required (or --file to send many events, or --flush)")
 	}
 	if o.timeout <= 0 {
 		return o, fmt.Errorf("--timeout must be positive, got %s", o.timeout)
@@ -136,7 +239,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.env.Node == "" {
 		o.env.Node, _ = os.Hostname()
 	}
-	if o.file == "" {
+	if o.file == "" && !o.flush {
 		// Bad input is reported before any connection is made.
 		probe := o.env
 		probe.Data = json.RawMessage(o.data)
@@ -152,8 +255,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 
 // emitFile sends every line as one event, many in flight at once (they are
 // grouped into few fsyncs), and reports each failure with its line number.
-// It stops at the first malformed line; what came before it is stored.
-func emitFile(ctx context.Context, pub *outbox.Publisher, opts options, stdin io.Reader, stderr io.Writer) int {
+// It stops at the first malformed line; what came before it is stored (or
+// spooled: a spooled event is not a failure, it is safe and will be sent).
+func emitFile(ctx context.Context, pub *outbox.Publisher, opts options, sp *spool.Spool, stdin io.Reader, stderr io.Writer) int {
 	in := stdin
 	if opts.file != "-" {
 		f, err := os.Open(opts.file)
@@ -170,13 +274,19 @@ func emitFile(ctx context.Context, pub *outbox.Publisher, opts options, stdin io
 		p    *outbox.Pending
 	}
 	results := make(chan sent, 4096)
-	var stored, dups, failed int
+	var stored, spooled, dups, failed int
+	var cause error // of the first event spooled
 	collected := make(chan struct{})
 	go func() {
 		defer close(collected)
 		for s := range results {
 			<-s.p.Done()
 			switch {
+			case s.p.Spooled():
+				spooled++
+				if cause == nil {
+					cause = errors.Unwrap(s.p.Err())
+				}
 			case s.p.Err() != nil:
 				failed++
 				fmt.Fprintf(stderr, "emit: line %d (event %s): %v\n", s.line, s.p.ID(), s.p.Err())
@@ -220,7 +330,10 @@ func emitFile(ctx context.Context, pub *outbox.Publisher, opts options, stdin io
 	close(results)
 	<-collected
 	progress.done()
-	fmt.Fprintf(stderr, "emit: %d stored, %d already stored (duplicates), %d failed\n", stored, dups, failed)
+	if spooled > 0 {
+		fmt.Fprintf(stderr, "emit: %d events spooled in %s (%v); they will be sent once the outbox is reachable\n", spooled, sp.Dir(), cause)
+	}
+	fmt.Fprintf(stderr, "emit: %d stored, %d spooled, %d already stored (duplicates), %d failed\n", stored, spooled, dups, failed)
 	if failed > 0 {
 		code = 1
 	}

@@ -24,6 +24,25 @@ import (
 
 const waitFor = 20 * time.Second
 
+// TestMain points the default spool at an empty directory of its own, so
+// no test writes to the real ~/.local/state, and fails the run if a test
+// left events there: tests that spool give --spool.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "emit-test-spool-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("COURIER_SPOOL", dir)
+	code := m.Run()
+	if left, _ := os.ReadDir(dir); len(left) > 0 && code == 0 {
+		fmt.Fprintf(os.Stderr, "a test left %d entries in the default spool %s\n", len(left), dir)
+		code = 1
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 // uuidV7 is the shape of the ids emit generates.
 var uuidV7 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
@@ -171,7 +190,9 @@ func TestEmitRejectsBadInputWithOneLineMessage(t *testing.T) {
 		{"id with spaces", []string{"--type", "T", "--id", "a b"}, 2, `id "a b"`},
 		{"event above max size", []string{"--type", "T", "--max-event-size", "300", "--data", big}, 1, "event too large"},
 		{"file that does not exist", []string{"--file", filepath.Join(t.TempDir(), "missing.jsonl")}, 1, "no such file"},
-		{"unreachable outbox", []string{"--url", "nats://127.0.0.1:1", "--timeout", "1s", "--type", "T"}, 1, "outbox unreachable"},
+		{"unreachable outbox without a spool", []string{"--url", "nats://127.0.0.1:1", "--timeout", "1s", "--no-spool", "--type", "T"}, 1, "outbox unreachable"},
+		{"flush with an event", []string{"--flush", "--type", "T"}, 2, "--flush sends the spool only"},
+		{"flush without a spool", []string{"--flush", "--no-spool"}, 2, "--flush and --no-spool"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,7 +214,7 @@ func TestEmitRejectsBadInputWithOneLineMessage(t *testing.T) {
 
 func TestEmitUnreachableOutboxFailsWithinTimeout(t *testing.T) {
 	start := time.Now()
-	r := emit(t, "", "--url", "nats://127.0.0.1:1", "--timeout", "1s", "--type", "T")
+	r := emit(t, "", "--url", "nats://127.0.0.1:1", "--timeout", "1s", "--no-spool", "--type", "T")
 	if r.code != 1 {
 		t.Errorf("exit code = %d, want 1 (%v)", r.code, r)
 	}
@@ -263,7 +284,7 @@ func TestEmitFileFromStdin(t *testing.T) {
 			name:       "every line stored",
 			stdin:      `{"id":"f-1","type":"VOLUME_CREATE","data":{"name":"gv1"}}` + "\n" + `{"id":"f-2","type":"VOLUME_START"}` + "\n" + `{"id":"f-3","type":"VOLUME_STOP","level":"WARN"}` + "\n",
 			wantStored: []string{"f-1", "f-2", "f-3"},
-			wantStderr: []string{"emit: 3 stored, 0 already stored (duplicates), 0 failed"},
+			wantStderr: []string{"emit: 3 stored, 0 spooled, 0 already stored (duplicates), 0 failed"},
 		},
 		{
 			name:       "blank lines skipped",
@@ -281,7 +302,7 @@ func TestEmitFileFromStdin(t *testing.T) {
 			name:       "the same id twice is stored once",
 			stdin:      `{"id":"d-1","type":"T"}` + "\n" + `{"id":"d-1","type":"T"}` + "\n",
 			wantStored: []string{"d-1"},
-			wantStderr: []string{"emit: 1 stored, 1 already stored (duplicates), 0 failed"},
+			wantStderr: []string{"emit: 1 stored, 0 spooled, 1 already stored (duplicates), 0 failed"},
 		},
 		{
 			name:       "malformed line 3 stops after lines 1 and 2",
@@ -322,7 +343,7 @@ func TestEmitFileFromStdin(t *testing.T) {
 			name:       "empty input stores nothing",
 			stdin:      "",
 			wantStored: []string{},
-			wantStderr: []string{"emit: 0 stored, 0 already stored (duplicates), 0 failed"},
+			wantStderr: []string{"emit: 0 stored, 0 spooled, 0 already stored (duplicates), 0 failed"},
 		},
 	}
 	for _, tt := range tests {
@@ -364,7 +385,7 @@ func TestEmitFileFromPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := emit(t, "", "--url", url, "--file", path)
-	if r.code != 0 || !strings.Contains(r.stderr, "emit: 50 stored, 0 already stored (duplicates), 0 failed") {
+	if r.code != 0 || !strings.Contains(r.stderr, "emit: 50 stored, 0 spooled, 0 already stored (duplicates), 0 failed") {
 		t.Fatalf("emit --file: %v; want exit 0 and 50 stored", r)
 	}
 	if got := storedIDs(t, js); !slices.Equal(got, want) {
@@ -373,7 +394,7 @@ func TestEmitFileFromPath(t *testing.T) {
 
 	// Emitting the file again after a failure is safe: nothing is stored twice.
 	r = emit(t, "", "--url", url, "--file", path)
-	if r.code != 0 || !strings.Contains(r.stderr, "emit: 0 stored, 50 already stored (duplicates), 0 failed") {
+	if r.code != 0 || !strings.Contains(r.stderr, "emit: 0 stored, 0 spooled, 50 already stored (duplicates), 0 failed") {
 		t.Fatalf("emit --file again: %v; want every event reported as a duplicate", r)
 	}
 	if got := len(storedIDs(t, js)); got != 50 {
@@ -477,6 +498,169 @@ func TestEmitNonPositiveTimeoutIsAUsageError(t *testing.T) {
 			oneErrorLine(t, r, "--timeout")
 			if got := storedIDs(t, js); len(got) != 0 {
 				t.Errorf("stored %v after a usage error", got)
+			}
+		})
+	}
+}
+
+// spooledFiles lists the events waiting in a spool directory.
+func spooledFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{}
+	for _, f := range files {
+		names = append(names, strings.TrimSuffix(filepath.Base(f), ".json"))
+	}
+	return names
+}
+
+func TestEmitSpoolsWhenTheOutboxIsUnreachableAndFlushSendsIt(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	closed := "nats://courier:s3cretpw@127.0.0.1:1"
+	r := emit(t, "", "--url", closed, "--timeout", "1s", "--spool", dir, "--type", "VOLUME_CREATE", "--data", `{"name":"gv1"}`)
+	if r.code != 0 {
+		t.Fatalf("emit with the outbox unreachable: %v; want exit 0, the event is safe", r)
+	}
+	id := strings.TrimSuffix(r.stdout, "\n")
+	if !uuidV7.MatchString(id) || r.stdout != id+"\n" {
+		t.Fatalf("stdout = %q, want exactly the event id", r.stdout)
+	}
+	oneErrorLine(t, r, "spooled")
+	for _, want := range []string{id, dir, "outbox unreachable at nats://127.0.0.1:1", "will be sent"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr %q should mention %q", r.stderr, want)
+		}
+	}
+	if strings.Contains(r.stderr, "s3cretpw") {
+		t.Errorf("stderr %q shows the URL's password", r.stderr)
+	}
+	if got := spooledFiles(t, dir); !slices.Equal(got, []string{id}) {
+		t.Fatalf("spool holds %v, want [%s]", got, id)
+	}
+
+	// Still unreachable: the flush says what remains and fails.
+	r = emit(t, "", "--url", closed, "--timeout", "1s", "--spool", dir, "--flush")
+	if r.code != 1 || !strings.Contains(r.stderr, "emit: 0 sent, 1 remain in "+dir) {
+		t.Errorf("flush with the outbox unreachable: %v; want exit 1 and 1 remaining", r)
+	}
+	if strings.Contains(r.stderr, "s3cretpw") {
+		t.Errorf("stderr %q shows the URL's password", r.stderr)
+	}
+
+	url, js := outboxWithSink(t, outbox.Limits{})
+	r = emit(t, "", "--url", url, "--spool", dir, "--flush")
+	if r.code != 0 || r.stdout != "" || r.stderr != "emit: 1 sent, 0 remain in "+dir+"\n" {
+		t.Fatalf("flush: %v; want exit 0 and one line: 1 sent, 0 remain", r)
+	}
+	if got := storedIDs(t, js); !slices.Equal(got, []string{id}) {
+		t.Errorf("stored %v, want the spooled event with its id %s", got, id)
+	}
+	if got := spooledFiles(t, dir); len(got) != 0 {
+		t.Errorf("spool still holds %v", got)
+	}
+}
+
+func TestEmitSendsEarlierSpooledEventsFirst(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	r := emit(t, "", "--url", "nats://127.0.0.1:1", "--timeout", "1s", "--spool", dir, "--id", "spooled-1", "--type", "T")
+	if r.code != 0 || r.stdout != "spooled-1\n" {
+		t.Fatalf("emit with the outbox unreachable: %v", r)
+	}
+	url, js := outboxWithSink(t, outbox.Limits{})
+	r = emit(t, "", "--url", url, "--spool", dir, "--id", "direct-1", "--type", "T")
+	if r.code != 0 || r.stdout != "direct-1\n" || r.stderr != "" {
+		t.Fatalf("emit: %v; want exit 0, the id and a quiet flush", r)
+	}
+	if got := storedIDs(t, js); !slices.Equal(got, []string{"spooled-1", "direct-1"}) {
+		t.Errorf("stored %v, want the spooled event first", got)
+	}
+	if got := spooledFiles(t, dir); len(got) != 0 {
+		t.Errorf("spool still holds %v", got)
+	}
+}
+
+func TestEmitSpoolsWhenTheOutboxHasNoStream(t *testing.T) {
+	srv, js := testutil.StartOutbox(t, outbox.Limits{})
+	if err := js.DeleteStream(context.Background(), outbox.StreamEvents); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "spool")
+	r := emit(t, "", "--url", srv.ClientURL(), "--timeout", "1s", "--spool", dir, "--id", "no-stream-1", "--type", "T")
+	if r.code != 0 || r.stdout != "no-stream-1\n" {
+		t.Fatalf("emit: %v; want exit 0 and the id", r)
+	}
+	oneErrorLine(t, r, "outbox stream not found")
+	if got := spooledFiles(t, dir); !slices.Equal(got, []string{"no-stream-1"}) {
+		t.Errorf("spool holds %v, want [no-stream-1]", got)
+	}
+}
+
+func TestEmitFileSpoolsEveryLineWhenTheOutboxIsUnreachable(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	stdin := `{"id":"sf-1","type":"T"}` + "\n" + `{"id":"sf-2","type":"T"}` + "\n" + `{"id":"sf-3","type":"T"}` + "\n"
+	r := emit(t, stdin, "--url", "nats://127.0.0.1:1", "--timeout", "1s", "--spool", dir, "--file", "-")
+	if r.code != 0 {
+		t.Fatalf("emit --file: %v; want exit 0", r)
+	}
+	for _, want := range []string{"emit: 0 stored, 3 spooled, 0 already stored (duplicates), 0 failed", "3 events spooled in " + dir, "outbox unreachable"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr %q does not contain %q", r.stderr, want)
+		}
+	}
+	if got := spooledFiles(t, dir); !slices.Equal(got, []string{"sf-1", "sf-2", "sf-3"}) {
+		t.Errorf("spool holds %v, want the 3 events", got)
+	}
+}
+
+func TestEmitWithNoSpoolWritesNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	r := emit(t, "", "--url", "nats://127.0.0.1:1", "--timeout", "1s", "--spool", dir, "--no-spool", "--type", "T")
+	if r.code != 1 || r.stdout != "" {
+		t.Errorf("emit --no-spool: %v; want exit 1 and no id", r)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("--no-spool created the spool directory: %v", err)
+	}
+}
+
+func TestEmitGoesOnWithoutASpoolItCannotOpen(t *testing.T) {
+	url, js := outboxWithSink(t, outbox.Limits{})
+	notADir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notADir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := emit(t, "", "--url", url, "--spool", filepath.Join(notADir, "spool"), "--id", "no-spool-dir", "--type", "T")
+	if r.code != 0 || r.stdout != "no-spool-dir\n" {
+		t.Fatalf("emit: %v; want the event stored", r)
+	}
+	oneErrorLine(t, r, "going on without a spool")
+	if got := storedIDs(t, js); !slices.Equal(got, []string{"no-spool-dir"}) {
+		t.Errorf("stored %v", got)
+	}
+}
+
+func TestDefaultSpoolDir(t *testing.T) {
+	home := func() (string, error) { return "/home/ops", nil }
+	noHome := func() (string, error) { return "", errors.New("$HOME is not defined") }
+	tests := []struct {
+		name string
+		env  map[string]string
+		home func() (string, error)
+		want string
+	}{
+		{"COURIER_SPOOL first", map[string]string{"COURIER_SPOOL": "/var/spool/courier", "XDG_STATE_HOME": "/state"}, home, "/var/spool/courier"},
+		{"then XDG_STATE_HOME", map[string]string{"XDG_STATE_HOME": "/state"}, home, "/state/courier/spool"},
+		{"a relative XDG_STATE_HOME is ignored", map[string]string{"XDG_STATE_HOME": "state"}, home, "/home/ops/.local/state/courier/spool"},
+		{"then the home directory", nil, home, "/home/ops/.local/state/courier/spool"},
+		{"no home: none", nil, noHome, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := defaultSpoolDir(func(k string) string { return tt.env[k] }, tt.home); got != tt.want {
+				t.Errorf("defaultSpoolDir = %q, want %q", got, tt.want)
 			}
 		})
 	}
