@@ -12,6 +12,9 @@ export QUICKSTART_RECEIVER_PORT="${QUICKSTART_RECEIVER_PORT:-9000}"
 export QUICKSTART_ADMIN_PORT="${QUICKSTART_ADMIN_PORT:-9464}"
 export QUICKSTART_TOKEN="quickstart-token"
 export COURIER_URL="nats://127.0.0.1:${QUICKSTART_OUTBOX_PORT}"
+# A spool of its own: emit would otherwise send events waiting in your real
+# one (~/.local/state/courier/spool) to this throwaway outbox.
+export COURIER_SPOOL="$QUICKSTART_DIR/spool"
 CONFIG=examples/quickstart.yaml
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
