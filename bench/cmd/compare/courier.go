@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,8 +41,22 @@ func newCourier(p params) *courierSys {
 
 // configFor is the node's configuration: everything default (sync: always
 // included) except the sink's concurrency and a retry schedule that starts
-// at 100ms, the same as the Watermill pipeline's Retry middleware.
-func (c *courierSys) configFor(url string) (*config.File, error) {
+// at 100ms, the same as the Watermill pipeline's Retry middleware. The
+// sink is a webhook, or Courier's AMQP sink (publisher confirms, persistent
+// messages, mandatory; it declares the exchange durable) or Kafka sink
+// (kafka-go, acks=all), each with its defaults otherwise.
+func (c *courierSys) configFor(to sinkTarget) (*config.File, error) {
+	var sink string
+	switch to.Kind {
+	case "webhook":
+		sink = fmt.Sprintf("type: webhook\n    url: %s", to.URL)
+	case "amqp":
+		sink = fmt.Sprintf("type: amqp\n    url: %s\n    exchange: %s\n    declare: true", to.URL, to.Exchange)
+	case "kafka":
+		sink = fmt.Sprintf("type: kafka\n    brokers: [%s]\n    topic: %s", strings.Join(to.Brokers, ", "), to.Topic)
+	default:
+		return nil, fmt.Errorf("courier config: unknown sink kind %q", to.Kind)
+	}
 	yaml := fmt.Sprintf(`node_id: bench
 data_dir: %s
 log: {level: warn}
@@ -51,11 +66,10 @@ outbox:
   sync: always
 sinks:
   - name: %s
-    type: webhook
-    url: %s
+    %s
     concurrency: %d
     retry: {initial: 100ms, multiplier: 2, max_interval: 5s, max_attempts: 25, jitter: 0.2}
-`, c.dir, sinkName, url, c.p.Concurrency)
+`, c.dir, sinkName, sink, c.p.Concurrency)
 	cfg, err := config.Parse([]byte(yaml), func(string) (string, bool) { return "", false })
 	if err != nil {
 		return nil, fmt.Errorf("courier config: %w", err)
@@ -63,13 +77,28 @@ sinks:
 	return cfg, nil
 }
 
+// sinkTimeout is the configured sink's own timeout, from which the worker
+// derives the consumer's AckWait.
+func sinkTimeout(s config.Sink) time.Duration {
+	switch {
+	case s.AMQP != nil:
+		return s.AMQP.Timeout
+	case s.Kafka != nil:
+		return s.Kafka.Timeout
+	case s.Webhook != nil:
+		return s.Webhook.Timeout
+	}
+	return 15 * time.Second
+}
+
 func (c *courierSys) open(ctx context.Context) error {
 	var err error
 	if c.dir, err = os.MkdirTemp("", "courier-bench-"); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	// The sink URL is not known yet and not used until delivery starts.
-	if c.cfg, err = c.configFor("http://127.0.0.1:9/unused"); err != nil {
+	// Where the sink delivers is not known yet, and not used until delivery
+	// starts; every kind has the same timeout, so the consumer is the same.
+	if c.cfg, err = c.configFor(sinkTarget{Kind: "webhook", URL: "http://127.0.0.1:9/unused"}); err != nil {
 		return err
 	}
 	c.srv, err = outbox.StartServer(ctx, outbox.ServerConfig{
@@ -94,7 +123,7 @@ func (c *courierSys) open(ctx context.Context) error {
 	// The same consumer settings the worker derives (worker.setUp), so the
 	// worker started later finds it unchanged and resumes from it; a new
 	// consumer would start at new events only.
-	timeout := c.cfg.Sinks[0].Webhook.Timeout + time.Second
+	timeout := sinkTimeout(c.cfg.Sinks[0]) + time.Second
 	ackWait := timeout + timeout/2 + 2*time.Second
 	if _, err := delivery.EnsureConsumer(ctx, js, sinkName, ackWait, max(1000, 20*c.p.Concurrency)); err != nil {
 		return fmt.Errorf("sink consumer: %w", err)
@@ -116,12 +145,12 @@ func (c *courierSys) dial(ctx context.Context) error {
 }
 
 // startDelivery stops the bare outbox and starts the worker, with the sink
-// pointing at url, over the same data: the node coming (back) up.
-func (c *courierSys) startDelivery(ctx context.Context, url string) error {
+// delivering to the endpoint, over the same data: the node coming (back) up.
+func (c *courierSys) startDelivery(ctx context.Context, to sinkTarget) error {
 	c.pub.Close()
 	c.srv.Shutdown()
 	c.srv = nil
-	cfg, err := c.configFor(url)
+	cfg, err := c.configFor(to)
 	if err != nil {
 		return err
 	}
@@ -134,7 +163,7 @@ func (c *courierSys) startDelivery(ctx context.Context, url string) error {
 }
 
 func (c *courierSys) emit(ctx context.Context, i int) error {
-	if _, err := c.pub.Emit(ctx, envelope(i, benchData)); err != nil {
+	if _, err := c.pub.Emit(ctx, envelope(i, dataFor(c.p.Size))); err != nil {
 		return fmt.Errorf("emit %d: %w", i, err)
 	}
 	return nil
@@ -142,7 +171,7 @@ func (c *courierSys) emit(ctx context.Context, i int) error {
 
 // emitAsync queues one event; wait reports whether it was stored.
 func (c *courierSys) emitAsync(ctx context.Context, i int) (func() error, error) {
-	pe, err := c.pub.EmitAsync(ctx, envelope(i, benchData))
+	pe, err := c.pub.EmitAsync(ctx, envelope(i, dataFor(c.p.Size)))
 	if err != nil {
 		return nil, fmt.Errorf("emit %d: %w", i, err)
 	}
@@ -157,9 +186,18 @@ func (c *courierSys) emitAsync(ctx context.Context, i int) (func() error, error)
 // fast queues n events as fast as Courier's producer API takes them: one
 // producer streaming with EmitAsync (as `emit --file` does), which groups
 // whatever is queued into shared fsyncs; it returns once all are stored.
+// At most fastWindow events are outstanding (beyond that it waits for the
+// oldest), so that a 1M backlog does not hold a million pending emits in
+// the harness.
 func (c *courierSys) fast(ctx context.Context, n int, stamp func(int)) error {
-	waits := make([]func() error, 0, n)
+	waits := make([]func() error, 0, min(n, fastWindow))
 	for i := range n {
+		if len(waits) == fastWindow {
+			if err := waits[0](); err != nil {
+				return err
+			}
+			waits = waits[1:]
+		}
 		if stamp != nil {
 			stamp(i)
 		}
@@ -176,6 +214,10 @@ func (c *courierSys) fast(ctx context.Context, n int, stamp func(int)) error {
 	}
 	return nil
 }
+
+// fastWindow bounds the emits outstanding in fast; far above what one
+// atomic batch holds, so it never slows the producer down.
+const fastWindow = 1 << 16
 
 func (c *courierSys) store() (url, stream string) { return c.url, outbox.StreamEvents }
 

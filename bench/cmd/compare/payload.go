@@ -3,35 +3,53 @@ package main
 import (
 	"encoding/json"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/courierhq/courier/event"
 )
 
-// eventSize is the size both systems store and POST per event: Courier's
-// JSON envelope (id, type, source, node, time, level, data) and Watermill's
-// message payload, which carries the same envelope.
-const eventSize = 256
+// defaultEventSize is the size both systems store and deliver per event
+// unless a scenario says otherwise: Courier's JSON envelope (id, type,
+// source, node, time, level, data) and Watermill's message payload, which
+// carries the same envelope.
+const defaultEventSize = 256
 
-// dataFor returns the event's data padded so that its full envelope, as
-// Courier's publisher completes and encodes it, is about eventSize bytes
-// (the time stamp's length varies by a few bytes).
-var benchData = func() json.RawMessage {
+var (
+	dataMu    sync.Mutex
+	dataCache = map[int]json.RawMessage{}
+)
+
+// dataFor returns event data padded so that the full envelope, as
+// Courier's publisher completes and encodes it, is about size bytes (the
+// time stamp's length varies by a few bytes).
+func dataFor(size int) json.RawMessage {
+	dataMu.Lock()
+	defer dataMu.Unlock()
+	if d, ok := dataCache[size]; ok {
+		return d
+	}
 	e := envelope(0, nil)
 	_ = e.Complete("bench")
 	b, _ := json.Marshal(&e)
-	pad := max(eventSize-len(b)-len(`{"note":""}`), 0)
-	return json.RawMessage(`{"note":"` + strings.Repeat("x", pad) + `"}`)
-}()
+	pad := max(size-len(b)-len(`{"note":""}`), 0)
+	d := json.RawMessage(`{"note":"` + strings.Repeat("x", pad) + `"}`)
+	dataCache[size] = d
+	return d
+}
 
 func envelope(i int, data json.RawMessage) event.Envelope {
-	return event.Envelope{ID: eventID(i), Type: "VOLUME_CREATE", Node: "bench", Data: data}
+	return event.Envelope{ID: eventID(i), Type: eventType, Node: "bench", Data: data}
 }
+
+// eventType is every event's type; Courier's AMQP sink uses it as the
+// routing key ({type}), and so does the Watermill AMQP publisher here.
+const eventType = "VOLUME_CREATE"
 
 // watermillPayload is the same envelope, completed and encoded by the
 // harness, as a Watermill user would marshal an event before publishing.
-func watermillPayload(i int) ([]byte, error) {
-	e := envelope(i, benchData)
+func watermillPayload(i, size int) ([]byte, error) {
+	e := envelope(i, dataFor(size))
 	e.Time = time.Now().UTC()
 	e.Level = event.LevelInfo
 	e.Source = "courier"

@@ -15,23 +15,100 @@ import (
 	"time"
 )
 
-// receiver is the webhook endpoint both systems deliver to: a plain
-// net/http server in the same process as the system under test, so both
-// pay the same HTTP cost on the same cores. It records, per event index,
-// the time of the first accepted (200) request and how many were accepted.
-type receiver struct {
-	srv      *http.Server
-	ln       net.Listener
-	failPct  int // share of requests answered 503, chosen at random
+// tally records, per event index, the time of the first receipt and how
+// many receipts there were, and signals once every event arrived. Every
+// endpoint (webhook receiver, AMQP queue, Kafka topic) counts with one.
+type tally struct {
 	firstAt  []atomic.Int64
 	accepted []atomic.Int32
 	distinct atomic.Int64
-	total    atomic.Int64 // every request, refused ones included
-	refused  atomic.Int64
-	unknown  atomic.Int64 // requests whose id is not one the harness emitted
+	unknown  atomic.Int64 // receipts whose id is not one the harness emitted
 	n        int64
 	done     chan struct{}
 	once     sync.Once
+}
+
+func newTally(n int) *tally {
+	return &tally{firstAt: make([]atomic.Int64, n), accepted: make([]atomic.Int32, n), n: int64(n), done: make(chan struct{})}
+}
+
+// record counts one receipt of the event with this id, now.
+func (t *tally) record(id string) {
+	idx, ok := eventIndex(id)
+	if !ok || idx >= len(t.firstAt) {
+		t.unknown.Add(1)
+		return
+	}
+	now := time.Now().UnixNano()
+	if t.accepted[idx].Add(1) == 1 {
+		t.firstAt[idx].Store(now)
+		if t.distinct.Add(1) == t.n {
+			t.once.Do(func() { close(t.done) })
+		}
+	}
+}
+
+// wait returns once every event arrived at least once, or with an error
+// when the deadline passes first.
+func (t *tally) wait(within time.Duration) error {
+	tm := time.NewTimer(within)
+	defer tm.Stop()
+	select {
+	case <-t.done:
+		return nil
+	case <-tm.C:
+		return fmt.Errorf("only %d of %d events received by the deadline (-timeout)", t.distinct.Load(), t.n)
+	}
+}
+
+// lostAndDuplicates counts events never received, and receipts beyond the
+// first.
+func (t *tally) lostAndDuplicates() (lost, dups int) {
+	for i := range t.accepted {
+		switch c := t.accepted[i].Load(); {
+		case c == 0:
+			lost++
+		case c > 1:
+			dups += int(c - 1)
+		}
+	}
+	return lost, dups
+}
+
+// first is the receipt time of event i in Unix nanoseconds, 0 if none.
+func (t *tally) first(i int) int64 { return t.firstAt[i].Load() }
+
+func (t *tally) counts() *tally { return t }
+
+// endpoint is where a system under test delivers: it says how to reach it
+// (target) and counts what arrived (its tally).
+type endpoint interface {
+	target() sinkTarget
+	counts() *tally
+	refusedCount() int64
+	close()
+}
+
+// sinkTarget is what a system needs to deliver to an endpoint.
+type sinkTarget struct {
+	Kind     string // webhook | amqp | kafka
+	URL      string // webhook URL, or the AMQP broker's URI
+	Exchange string // amqp: where both systems publish
+	Brokers  []string
+	Topic    string // kafka
+}
+
+// receiver is the webhook endpoint both systems deliver to: a plain
+// net/http server in the same process as the system under test, so both
+// pay the same HTTP cost on the same cores. Requests are identified by the
+// webhook-id header.
+type receiver struct {
+	*tally
+	srv     *http.Server
+	ln      net.Listener
+	failPct int          // share of requests answered 503, chosen at random
+	total   atomic.Int64 // every request, refused ones included
+	refused atomic.Int64
 }
 
 func newReceiver(n, failPct int) (*receiver, error) {
@@ -39,15 +116,15 @@ func newReceiver(n, failPct int) (*receiver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("receiver listen: %w", err)
 	}
-	r := &receiver{
-		ln: ln, failPct: failPct, n: int64(n),
-		firstAt: make([]atomic.Int64, n), accepted: make([]atomic.Int32, n),
-		done: make(chan struct{}),
-	}
+	r := &receiver{tally: newTally(n), ln: ln, failPct: failPct}
 	r.srv = &http.Server{Handler: http.HandlerFunc(r.serve), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = r.srv.Serve(ln) }()
 	return r, nil
 }
+
+func (r *receiver) target() sinkTarget { return sinkTarget{Kind: "webhook", URL: r.URL()} }
+
+func (r *receiver) refusedCount() int64 { return r.refused.Load() }
 
 // URL of the endpoint.
 func (r *receiver) URL() string { return "http://" + r.ln.Addr().String() + "/hook" }
@@ -61,47 +138,10 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
-	idx, ok := eventIndex(req.Header.Get("webhook-id"))
-	if !ok || idx >= len(r.firstAt) {
-		r.unknown.Add(1)
-		w.WriteHeader(http.StatusOK) // not ours; accepting it keeps it from being retried forever
-		return
-	}
-	now := time.Now().UnixNano()
-	if r.accepted[idx].Add(1) == 1 {
-		r.firstAt[idx].Store(now)
-		if r.distinct.Add(1) == r.n {
-			r.once.Do(func() { close(r.done) })
-		}
-	}
+	// An id that is not ours is accepted too: refusing it would only
+	// have it retried forever.
+	r.record(req.Header.Get("webhook-id"))
 	w.WriteHeader(http.StatusOK)
-}
-
-// wait returns once every event was accepted at least once, or with an
-// error when the deadline passes first.
-func (r *receiver) wait(within time.Duration) error {
-	t := time.NewTimer(within)
-	defer t.Stop()
-	select {
-	case <-r.done:
-		return nil
-	case <-t.C:
-		return fmt.Errorf("only %d of %d events received by the deadline (-timeout)", r.distinct.Load(), r.n)
-	}
-}
-
-// lostAndDuplicates counts events never accepted, and acceptances beyond
-// the first.
-func (r *receiver) lostAndDuplicates() (lost, dups int) {
-	for i := range r.accepted {
-		switch c := r.accepted[i].Load(); {
-		case c == 0:
-			lost++
-		case c > 1:
-			dups += int(c - 1)
-		}
-	}
-	return lost, dups
 }
 
 func (r *receiver) close() {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"syscall"
 	"time"
@@ -16,13 +19,26 @@ import (
 // child process on its command line.
 type params struct {
 	System      string        // courier | watermill
+	Scenario    string        // its name, for names on brokers and profiles
 	Kind        string        // emit | e2e | backlog
+	Sink        string        // webhook | amqp | kafka
+	Size        int           // bytes per event
 	N           int           // events
 	Producers   int           // emit: concurrent producers, each waiting for its ack
 	Rate        int           // e2e: offered events/s, 0 = as fast as possible
 	FailPct     int           // e2e: share of requests the receiver answers 503
 	Concurrency int           // deliveries in flight
 	Timeout     time.Duration // for the whole measured part
+	AMQPURL     string        // amqp: the broker
+	KafkaAddr   string        // kafka: the broker
+	ProfileDir  string        // write a CPU profile of the measured window here
+	Run         int           // which repetition, for file names
+}
+
+// unique names what this run creates on a shared broker (exchange, queue,
+// topic), so that runs never see each other's messages.
+func (p params) unique() string {
+	return fmt.Sprintf("bench-%s-%s-%d-%d", p.Scenario, p.System, os.Getpid(), time.Now().UnixNano()%1e9)
 }
 
 // result is what a child reports (as JSON on stdout); the parent adds the
@@ -30,7 +46,9 @@ type params struct {
 type result struct {
 	System       string  `json:"system"`
 	Scenario     string  `json:"scenario"`
+	Run          int     `json:"run"`
 	N            int     `json:"events"`
+	Size         int     `json:"event_size"`
 	Seconds      float64 `json:"seconds"`        // measured window
 	EventsPerSec float64 `json:"events_per_sec"` // N / Seconds
 	P50ms        float64 `json:"p50_ms,omitempty"`
@@ -43,14 +61,16 @@ type result struct {
 	Refused      int64   `json:"refused,omitempty"` // 503 answers given
 	CPUSeconds   float64 `json:"cpu_seconds"`       // user+system within the measured window
 	CPUPer100k   float64 `json:"cpu_seconds_per_100k"`
-	MaxRSSMiB    float64 `json:"max_rss_mib"` // whole child process
+	MaxRSSMiB    float64 `json:"max_rss_mib"`       // whole child process
+	Unknown      int64   `json:"unknown,omitempty"` // receipts of ids the harness never emitted
+	Profile      string  `json:"profile,omitempty"` // CPU profile of the measured window
 }
 
 // system is what a scenario drives; both implementations start with the
 // durable store only (nothing delivering) and start delivery on request.
 type system interface {
 	open(ctx context.Context) error
-	startDelivery(ctx context.Context, url string) error
+	startDelivery(ctx context.Context, to sinkTarget) error
 	emit(ctx context.Context, i int) error
 	emitAsync(ctx context.Context, i int) (wait func() error, err error)
 	fast(ctx context.Context, n int, stamp func(int)) error
@@ -74,7 +94,7 @@ func runOne(p params) (res result, err error) {
 	if err := sys.open(ctx); err != nil {
 		return res, err
 	}
-	res = result{System: p.System, N: p.N}
+	res = result{System: p.System, Scenario: p.Scenario, Run: p.Run, N: p.N, Size: p.Size}
 	switch p.Kind {
 	case "emit":
 		err = runEmit(ctx, sys, p, &res)
@@ -96,11 +116,15 @@ func runOne(p params) (res result, err error) {
 // runEmit: durable emits only, nothing delivering; then every id is read
 // back from the stream.
 func runEmit(ctx context.Context, sys system, p params, res *result) error {
-	cpu0, t0 := cpuNow(), time.Now()
-	if err := produce(ctx, p.N, p.Producers, sys.emit); err != nil {
+	win, err := startWindow(p, res)
+	if err != nil {
 		return err
 	}
-	res.Seconds, res.CPUSeconds = time.Since(t0).Seconds(), cpuNow()-cpu0
+	if err := produce(ctx, p.N, p.Producers, sys.emit); err != nil {
+		win.end(res)
+		return err
+	}
+	win.end(res)
 	url, stream := sys.store()
 	lost, dups, err := verifyStored(ctx, url, stream, p.N)
 	res.Lost, res.Duplicates = lost, dups
@@ -110,35 +134,39 @@ func runEmit(ctx context.Context, sys system, p params, res *result) error {
 // runE2E: delivery running, events emitted (as fast as possible, or paced
 // at Rate) until the receiver accepted every one.
 func runE2E(ctx context.Context, sys system, p params, res *result) error {
-	rcv, err := newReceiver(p.N, p.FailPct)
+	ep, err := newEndpoint(ctx, p)
 	if err != nil {
 		return err
 	}
-	defer rcv.close()
-	if err := sys.startDelivery(ctx, rcv.URL()); err != nil {
+	defer ep.close()
+	if err := sys.startDelivery(ctx, ep.target()); err != nil {
 		return err
 	}
 	emitAt := make([]int64, p.N)
 	stamp := func(i int) { emitAt[i] = time.Now().UnixNano() }
-	cpu0, t0 := cpuNow(), time.Now()
+	win, err := startWindow(p, res)
+	if err != nil {
+		return err
+	}
 	if p.Rate == 0 {
 		err = sys.fast(ctx, p.N, stamp)
 	} else {
 		err = paced(ctx, sys, p.N, p.Rate, stamp)
 	}
+	if err == nil {
+		err = ep.counts().wait(p.Timeout - time.Since(win.t0))
+	}
+	win.end(res)
 	if err != nil {
 		return err
 	}
-	if err := rcv.wait(p.Timeout - time.Since(t0)); err != nil {
-		return err
-	}
-	res.Seconds, res.CPUSeconds = time.Since(t0).Seconds(), cpuNow()-cpu0
-	res.Lost, res.Duplicates = rcv.lostAndDuplicates()
-	res.Refused = rcv.refused.Load()
+	t := ep.counts()
+	res.Lost, res.Duplicates = t.lostAndDuplicates()
+	res.Refused, res.Unknown = ep.refusedCount(), t.unknown.Load()
 	lat := make([]time.Duration, 0, p.N)
 	var slowest time.Duration
 	for i := range p.N {
-		if at := rcv.firstAt[i].Load(); at != 0 {
+		if at := t.first(i); at != 0 {
 			d := time.Duration(at - emitAt[i])
 			lat = append(lat, d)
 			if d > slowest {
@@ -160,26 +188,94 @@ func runE2E(ctx context.Context, sys system, p params, res *result) error {
 // drain is timed until the receiver accepted every event. For Courier the
 // window includes the worker starting over the stored outbox.
 func runBacklog(ctx context.Context, sys system, p params, res *result) error {
-	rcv, err := newReceiver(p.N, p.FailPct)
+	ep, err := newEndpoint(ctx, p)
 	if err != nil {
 		return err
 	}
-	defer rcv.close()
+	defer ep.close()
 	q0 := time.Now()
 	if err := sys.fast(ctx, p.N, nil); err != nil {
 		return err
 	}
 	res.QueueSeconds = time.Since(q0).Seconds()
-	cpu0, t0 := cpuNow(), time.Now()
-	if err := sys.startDelivery(ctx, rcv.URL()); err != nil {
+	win, err := startWindow(p, res)
+	if err != nil {
 		return err
 	}
-	if err := rcv.wait(p.Timeout - time.Since(q0)); err != nil {
+	err = sys.startDelivery(ctx, ep.target())
+	if err == nil {
+		err = ep.counts().wait(p.Timeout - time.Since(q0))
+	}
+	win.end(res)
+	if err != nil {
 		return err
 	}
-	res.Seconds, res.CPUSeconds = time.Since(t0).Seconds(), cpuNow()-cpu0
-	res.Lost, res.Duplicates = rcv.lostAndDuplicates()
+	res.Lost, res.Duplicates = ep.counts().lostAndDuplicates()
+	res.Unknown = ep.counts().unknown.Load()
 	return nil
+}
+
+// newEndpoint sets up where the run delivers, and what counts receipts.
+func newEndpoint(ctx context.Context, p params) (endpoint, error) {
+	switch p.Sink {
+	case "", "webhook":
+		r, err := newReceiver(p.N, p.FailPct)
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
+	case "amqp":
+		e, err := newAMQPEndpoint(p.AMQPURL, p.unique(), p.N)
+		if err != nil {
+			return nil, err
+		}
+		return e, nil
+	case "kafka":
+		if p.KafkaAddr == "" {
+			return nil, errors.New("no Kafka broker given (-kafka)")
+		}
+		e, err := newKafkaEndpoint(ctx, []string{p.KafkaAddr}, p.unique(), p.N)
+		if err != nil {
+			return nil, err
+		}
+		return e, nil
+	}
+	return nil, fmt.Errorf("unknown sink kind %q", p.Sink)
+}
+
+// window is the measured part of a run: wall time, the process's CPU
+// time, and with -profile a CPU profile of just that part.
+type window struct {
+	t0   time.Time
+	cpu0 float64
+	prof *os.File
+}
+
+func startWindow(p params, res *result) (*window, error) {
+	w := &window{}
+	if p.ProfileDir != "" {
+		name := filepath.Join(p.ProfileDir, fmt.Sprintf("%s-%s-run%d.cpu.pprof", p.Scenario, p.System, p.Run))
+		f, err := os.Create(name)
+		if err != nil {
+			return nil, fmt.Errorf("profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("profile: %w", err)
+		}
+		w.prof, res.Profile = f, name
+	}
+	w.cpu0, w.t0 = cpuNow(), time.Now()
+	return w, nil
+}
+
+func (w *window) end(res *result) {
+	res.Seconds, res.CPUSeconds = time.Since(w.t0).Seconds(), cpuNow()-w.cpu0
+	if w.prof != nil {
+		pprof.StopCPUProfile()
+		_ = w.prof.Close()
+		w.prof = nil
+	}
 }
 
 // paced offers rate events/s, open loop: a 1ms ticker emits whatever is

@@ -43,6 +43,7 @@ type watermillSys struct {
 	pub    *wmjs.Publisher
 	sub    *wmjs.Subscriber
 	router *message.Router
+	out    message.Publisher // scenario (5): the AMQP or Kafka publisher the handlers forward to
 	runErr chan error
 	cancel context.CancelFunc
 }
@@ -94,7 +95,7 @@ func (s *watermillSys) open(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("consumer: %w", err)
 	}
-	if s.pub, err = wmjs.NewPublisher(wmjs.PublisherConfig{URL: s.ns.ClientURL(), Logger: watermill.NopLogger{}}); err != nil {
+	if s.pub, err = wmjs.NewPublisher(wmjs.PublisherConfig{URL: s.ns.ClientURL(), Logger: wmLogger()}); err != nil {
 		return fmt.Errorf("watermill publisher: %w", err)
 	}
 	return nil
@@ -104,10 +105,13 @@ func (s *watermillSys) open(ctx context.Context) error {
 // durable consumer. The watermill-nats JetStream subscriber handles one
 // message at a time per subscription (it waits for the ack inside the
 // Consume callback), so parallel deliveries need one subscription each.
-func (s *watermillSys) startDelivery(ctx context.Context, url string) error {
-	var err error
+func (s *watermillSys) startDelivery(ctx context.Context, to sinkTarget) error {
+	handle, err := s.handlerFor(to)
+	if err != nil {
+		return err
+	}
 	s.sub, err = wmjs.NewSubscriber(wmjs.SubscriberConfig{
-		URL: s.ns.ClientURL(), Logger: watermill.NopLogger{},
+		URL: s.ns.ClientURL(), Logger: wmLogger(),
 		AckWaitTimeout: wmAckWait,
 		// Plain ack, as Courier's delivery loop does (the default is
 		// DoubleAck, a round trip per event).
@@ -124,7 +128,7 @@ func (s *watermillSys) startDelivery(ctx context.Context, url string) error {
 	if err != nil {
 		return fmt.Errorf("watermill subscriber: %w", err)
 	}
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 20 * time.Second}, watermill.NopLogger{})
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 20 * time.Second}, wmLogger())
 	if err != nil {
 		return fmt.Errorf("watermill router: %w", err)
 	}
@@ -138,13 +142,8 @@ func (s *watermillSys) startDelivery(ctx context.Context, url string) error {
 		MaxRetries: 24, InitialInterval: 100 * time.Millisecond, Multiplier: 2,
 		MaxInterval: 5 * time.Second, RandomizationFactor: 0.2,
 	}.Middleware)
-	h := &hookHandler{url: url, client: &http.Client{
-		Timeout:       15 * time.Second, // Courier's default sink timeout
-		Transport:     &http.Transport{MaxIdleConnsPerHost: s.p.Concurrency, IdleConnTimeout: 90 * time.Second},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}
 	for k := range s.p.Concurrency {
-		router.AddConsumerHandler(fmt.Sprintf("webhook-%d", k), wmTopic, s.sub, h.handle)
+		router.AddConsumerHandler(fmt.Sprintf("deliver-%d", k), wmTopic, s.sub, handle)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel, s.router, s.runErr = cancel, router, make(chan error, 1)
@@ -158,6 +157,51 @@ func (s *watermillSys) startDelivery(ctx context.Context, url string) error {
 		return fmt.Errorf("watermill router: %w", err)
 	case <-t.C:
 		return errors.New("watermill router not running within 20s")
+	}
+}
+
+// handlerFor returns the router handler delivering to the endpoint: an
+// HTTP POST, or a publish to RabbitMQ or Kafka through Watermill's own
+// publishers for them.
+func (s *watermillSys) handlerFor(to sinkTarget) (message.NoPublishHandlerFunc, error) {
+	switch to.Kind {
+	case "webhook":
+		h := &hookHandler{url: to.URL, client: &http.Client{
+			Timeout:       15 * time.Second, // Courier's default sink timeout
+			Transport:     &http.Transport{MaxIdleConnsPerHost: s.p.Concurrency, IdleConnTimeout: 90 * time.Second},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}}
+		return h.handle, nil
+	case "amqp":
+		pub, err := newWatermillAMQP(to, s.p.Concurrency)
+		if err != nil {
+			return nil, err
+		}
+		s.out = pub
+		return forward(pub, to.Exchange), nil
+	case "kafka":
+		pub, err := newWatermillKafka(to)
+		if err != nil {
+			return nil, err
+		}
+		s.out = pub
+		return forward(pub, to.Topic), nil
+	}
+	return nil, fmt.Errorf("watermill: unknown sink kind %q", to.Kind)
+}
+
+// forward publishes the message's payload under its UUID (the event id) to
+// topic, and returns once the broker confirmed it; an error makes the
+// Retry middleware try again. The JetStream metadata stays behind, as
+// Courier's sinks do not forward the outbox's headers either.
+func forward(pub message.Publisher, topic string) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		out := message.NewMessage(msg.UUID, msg.Payload)
+		out.SetContext(msg.Context())
+		if err := pub.Publish(topic, out); err != nil {
+			return fmt.Errorf("forward %s: %w", msg.UUID, err)
+		}
+		return nil
 	}
 }
 
@@ -188,7 +232,7 @@ func (h *hookHandler) handle(msg *message.Message) error {
 }
 
 func (s *watermillSys) message(i int) (*message.Message, error) {
-	payload, err := watermillPayload(i)
+	payload, err := watermillPayload(i, s.p.Size)
 	if err != nil {
 		return nil, fmt.Errorf("encode %d: %w", i, err)
 	}
@@ -241,6 +285,9 @@ func (s *watermillSys) close() {
 	}
 	if s.sub != nil {
 		_ = s.sub.Close()
+	}
+	if s.out != nil {
+		_ = s.out.Close()
 	}
 	if s.pub != nil {
 		_ = s.pub.Close()
