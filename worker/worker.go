@@ -134,21 +134,11 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	if w.js, err = jetstream.New(w.nc); err != nil {
 		return nil, fmt.Errorf("open JetStream: %w", err)
 	}
-	replicas := cfg.Replication()
 	w.deps.dlq, w.deps.retries = outbox.NewDeadLetters(w.js), outbox.NewRetries(w.js)
-	if w.deps.states, err = outbox.EnsureSinkStates(ctx, w.js, replicas); err != nil {
-		return nil, err
-	}
-	if w.nodes, err = outbox.EnsureNodes(ctx, w.js, replicas); err != nil {
+	if err := w.untilQuorum(ctx, w.openState); err != nil {
 		return nil, err
 	}
 	w.started = time.Now().UTC()
-	if w.deps.attempts, err = outbox.EnsureAttemptLog(ctx, w.nc, w.js, AttemptLogMaxAge, AttemptLogMaxBytes, replicas); err != nil {
-		return nil, err
-	}
-	if w.reg, err = registry.Open(ctx, w.js, cfg.NodeID, cfg.BaseSettings(), cfg.LookupEnv()); err != nil {
-		return nil, err
-	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w.cancel = cancel
 	// Sinks this node's file defines must start; a definition from another
@@ -288,14 +278,15 @@ func (w *Worker) setUp(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open JetStream: %w", err)
 	}
-	var reg *registry.Registry
-	err = w.untilQuorum(ctx, func(ctx context.Context) error {
-		if err := outbox.EnsureStreams(ctx, js, Limits(w.cfg)); err != nil {
-			return err
-		}
-		reg, err = registry.Ensure(ctx, js, w.cfg.Replication(), w.cfg.NodeID, w.cfg.BaseSettings(), w.cfg.LookupEnv())
+	return w.untilQuorum(ctx, func(ctx context.Context) error { return w.setUpOnce(ctx, js) })
+}
+
+// setUpOnce does the work of setUp once; every step may be repeated.
+func (w *Worker) setUpOnce(ctx context.Context, js jetstream.JetStream) error {
+	if err := outbox.EnsureStreams(ctx, js, Limits(w.cfg)); err != nil {
 		return err
-	})
+	}
+	reg, err := registry.Ensure(ctx, js, w.cfg.Replication(), w.cfg.NodeID, w.cfg.BaseSettings(), w.cfg.LookupEnv())
 	if err != nil {
 		return err
 	}
@@ -336,10 +327,29 @@ func (w *Worker) setUp(ctx context.Context) error {
 	return nil
 }
 
+// openState creates or opens the buckets and the attempt log the running
+// node uses.
+func (w *Worker) openState(ctx context.Context) error {
+	replicas := w.cfg.Replication()
+	var err error
+	if w.deps.states, err = outbox.EnsureSinkStates(ctx, w.js, replicas); err != nil {
+		return err
+	}
+	if w.nodes, err = outbox.EnsureNodes(ctx, w.js, replicas); err != nil {
+		return err
+	}
+	if w.deps.attempts, err = outbox.EnsureAttemptLog(ctx, w.nc, w.js, AttemptLogMaxAge, AttemptLogMaxBytes, replicas); err != nil {
+		return err
+	}
+	w.reg, err = registry.Open(ctx, w.js, w.cfg.NodeID, w.cfg.BaseSettings(), w.cfg.LookupEnv())
+	return err
+}
+
 // untilQuorum runs fn until it succeeds. On a single node that is at once;
-// in a cluster, JetStream refuses requests until enough nodes have joined
-// (no meta leader, or fewer nodes than replicas), so the node waits and
-// says what it waits for, until ctx ends.
+// in a cluster, JetStream refuses or leaves unanswered requests until
+// enough nodes have joined (no meta leader, fewer nodes than replicas, a
+// rejoining node still catching up), so the node waits and says what it
+// waits for, until ctx ends.
 func (w *Worker) untilQuorum(ctx context.Context, fn func(context.Context) error) error {
 	if !w.cfg.Cluster.Enabled() {
 		return fn(ctx)
@@ -347,7 +357,9 @@ func (w *Worker) untilQuorum(ctx context.Context, fn func(context.Context) error
 	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(250*time.Millisecond), backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(0))
 	var lastLog time.Time
 	for {
-		attemptCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		// Short attempts: without a meta leader a request is not refused but
+		// left unanswered until it times out.
+		attemptCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		err := fn(attemptCtx)
 		cancel()
 		if err == nil {

@@ -198,7 +198,12 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 			log.Warn("flush telemetry", "err", err)
 		}
 	}()
-	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// A clustered node waits for its quorum as long as it takes (nodes of a
+	// cluster start in any order); a single node must be up in 30s.
+	startCtx, cancel := context.WithCancel(ctx)
+	if !cfg.Cluster.Enabled() {
+		startCtx, cancel = context.WithTimeout(ctx, 30*time.Second)
+	}
 	w, err := worker.Start(startCtx, cfg, version, log, worker.WithTelemetry(tel), worker.WithLogLevel(level))
 	cancel()
 	if err != nil {
