@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -30,6 +31,9 @@ type File struct {
 	NodeID string `yaml:"node_id"`
 	// DataDir holds the embedded outbox's files.
 	DataDir string `yaml:"data_dir"`
+	// SpoolDir is the producers' spool the worker sends on to the outbox
+	// (default: spool under data_dir); point emit's COURIER_SPOOL at it.
+	SpoolDir string `yaml:"spool_dir"`
 	Log     Log    `yaml:"log"`
 	Outbox  Outbox `yaml:"outbox"`
 	Admin   Admin  `yaml:"admin"`
@@ -541,6 +545,9 @@ func (f *File) setDefaults() {
 	}
 	if f.DataDir == "" {
 		f.DataDir = DefaultDataDir
+	}
+	if f.SpoolDir == "" {
+		f.SpoolDir = filepath.Join(f.DataDir, "spool")
 	}
 	if f.Admin.Listen == "" {
 		f.Admin.Listen = DefaultAdminListen

@@ -25,6 +25,7 @@ import (
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/registry"
+	"github.com/courierhq/courier/spool"
 	"github.com/courierhq/courier/sinks"
 	"github.com/courierhq/courier/sinks/amqp"
 	"github.com/courierhq/courier/sinks/kafka"
@@ -157,7 +158,20 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	w.wg.Add(2)
+	sp, err := spool.Open(cfg.SpoolDir)
+	if err != nil {
+		return nil, err
+	}
+	spoolPub, err := outbox.NewPublisher(w.nc, outbox.WithNode(cfg.NodeID), outbox.WithLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	w.wg.Add(3)
+	go func() {
+		defer w.wg.Done()
+		defer spoolPub.Close()
+		w.flushSpool(runCtx, sp, spoolPub)
+	}()
 	go func() {
 		defer w.wg.Done()
 		w.followRegistry(runCtx, changes)

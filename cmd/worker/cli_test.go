@@ -33,7 +33,8 @@ type cliResult struct {
 // cli runs the worker command in-process.
 func cli(t *testing.T, args ...string) cliResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// As long as an operator would wait before running it again.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	err := dispatch(ctx, args, &stdout, &stderr)

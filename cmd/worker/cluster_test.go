@@ -19,6 +19,7 @@ import (
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/testutil"
 	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/spool"
 )
 
 // clusterNode is one worker process of a three-node cluster.
@@ -26,6 +27,7 @@ type clusterNode struct {
 	id   string
 	cfg  string
 	url  string
+	data string
 	proc *workerProc
 }
 
@@ -67,7 +69,7 @@ sinks:
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		nodes[i] = &clusterNode{id: id, cfg: path, url: fmt.Sprintf("nats://127.0.0.1:%d", port)}
+		nodes[i] = &clusterNode{id: id, cfg: path, url: fmt.Sprintf("nats://127.0.0.1:%d", port), data: filepath.Join(dir, "data")}
 	}
 	return nodes
 }
@@ -170,7 +172,8 @@ func missing(rcv *testutil.Receiver, ids []string) []string {
 // TestClusterNodeKilledRejoinsAndCatchesUp runs three worker processes as
 // one cluster: a node killed with SIGKILL during load comes back, runs a
 // sink added while it was down, and nothing is lost; killing the node that
-// leads the outbox stream does not stop delivery.
+// leads the outbox stream does not stop delivery; a node cut off from the
+// quorum spools emits and delivers them once its peers are back.
 func TestClusterNodeKilledRejoinsAndCatchesUp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three-process cluster test skipped with -short")
@@ -245,10 +248,53 @@ func TestClusterNodeKilledRejoinsAndCatchesUp(t *testing.T) {
 	testutil.Eventually(t, 60*time.Second, func() bool { return len(missing(late, afterAdd)) == 0 }, "late sink got every event emitted after it was added: %d missing", len(missing(late, afterAdd)))
 
 	// status shows the killed leader DOWN.
-	testutil.Eventually(t, 30*time.Second, func() bool {
+	testutil.Eventually(t, 90*time.Second, func() bool {
 		r := cli(t, "status", "--config", survivors[0].cfg)
 		return r.err == nil && regexp.MustCompile(`(?m)^`+leader+`\s+DOWN\s+not reporting`).MatchString(r.stdout)
 	}, "status shows the killed node DOWN")
+	// Cut the last node off from the quorum (its two peers are down): an
+	// emit there is spooled, and the node's worker sends it on once the
+	// peers are back.
+	for _, n := range survivors[1:] {
+		n.kill(t)
+	}
+	alone := survivors[0]
+	sp, err := spool.Open(filepath.Join(alone.data, "spool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := outbox.Dial(context.Background(), alone.url, time.Second, outbox.WithAckTimeout(2*time.Second), outbox.WithSpool(sp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spooled []string
+	var pend []*outbox.Pending
+	for i := range 20 {
+		pe, err := pub.EmitAsync(context.Background(), event.Envelope{ID: fmt.Sprintf("cut-off-%02d", i), Type: "VOLUME_CREATE"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pend = append(pend, pe)
+	}
+	for _, pe := range pend {
+		<-pe.Done()
+		if !pe.Spooled() {
+			t.Fatalf("emit on a node without quorum: spooled=%v err=%v", pe.Spooled(), pe.Err())
+		}
+		spooled = append(spooled, pe.ID())
+	}
+	pub.Close() // from here on only the worker sends the spool on
+	if n, _ := sp.Len(); n != len(spooled) {
+		t.Fatalf("spool holds %d events, want %d", n, len(spooled))
+	}
+	for _, n := range nodes {
+		if n != alone {
+			n.proc = startWorkerProc(t, n.cfg)
+		}
+	}
+	testutil.Eventually(t, 90*time.Second, func() bool { return len(missing(rcv, spooled)) == 0 }, "spooled events delivered after the quorum came back: %d missing", len(missing(rcv, spooled)))
+	em.ids = append(em.ids, spooled...)
+
 	dups := 0
 	for _, id := range em.ids {
 		dups += rcv.Seen(id) - 1

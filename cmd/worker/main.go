@@ -69,6 +69,9 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
+		if errors.Is(err, context.DeadlineExceeded) {
+			fmt.Fprintln(os.Stderr, "worker: the outbox did not answer in time; in a cluster that just lost a node, new leaders may still be elected: run the command again in a few seconds")
+		}
 		var ue usageError
 		if errors.As(err, &ue) {
 			os.Exit(2)
