@@ -34,9 +34,9 @@ type File struct {
 	// SpoolDir is the producers' spool the worker sends on to the outbox
 	// (default: spool under data_dir); point emit's COURIER_SPOOL at it.
 	SpoolDir string `yaml:"spool_dir"`
-	Log     Log    `yaml:"log"`
-	Outbox  Outbox `yaml:"outbox"`
-	Admin   Admin  `yaml:"admin"`
+	Log      Log    `yaml:"log"`
+	Outbox   Outbox `yaml:"outbox"`
+	Admin    Admin  `yaml:"admin"`
 	// Cluster joins this node's embedded outbox to others' (absent: one
 	// node on its own).
 	Cluster Cluster `yaml:"cluster"`

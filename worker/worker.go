@@ -25,11 +25,11 @@ import (
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/registry"
-	"github.com/courierhq/courier/spool"
 	"github.com/courierhq/courier/sinks"
 	"github.com/courierhq/courier/sinks/amqp"
 	"github.com/courierhq/courier/sinks/kafka"
 	"github.com/courierhq/courier/sinks/webhook"
+	"github.com/courierhq/courier/spool"
 )
 
 // Worker is a running node.
