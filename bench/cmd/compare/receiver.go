@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -25,11 +24,12 @@ type tally struct {
 	unknown  atomic.Int64 // receipts whose id is not one the harness emitted
 	n        int64
 	done     chan struct{}
-	once     sync.Once
+	half     chan struct{} // closed once half of the events arrived
 }
 
 func newTally(n int) *tally {
-	return &tally{firstAt: make([]atomic.Int64, n), accepted: make([]atomic.Int32, n), n: int64(n), done: make(chan struct{})}
+	return &tally{firstAt: make([]atomic.Int64, n), accepted: make([]atomic.Int32, n), n: int64(n),
+		done: make(chan struct{}), half: make(chan struct{})}
 }
 
 // record counts one receipt of the event with this id, now.
@@ -42,8 +42,13 @@ func (t *tally) record(id string) {
 	now := time.Now().UnixNano()
 	if t.accepted[idx].Add(1) == 1 {
 		t.firstAt[idx].Store(now)
-		if t.distinct.Add(1) == t.n {
-			t.once.Do(func() { close(t.done) })
+		// Add returns each count exactly once, so each channel closes once.
+		d := t.distinct.Add(1)
+		if d == (t.n+1)/2 {
+			close(t.half)
+		}
+		if d == t.n {
+			close(t.done)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"syscall"
@@ -148,6 +149,7 @@ func runE2E(ctx context.Context, sys system, p params, res *result) error {
 	if err != nil {
 		return err
 	}
+	defer win.heapAtHalf(ep.counts())()
 	if p.Rate == 0 {
 		err = sys.fast(ctx, p.N, stamp)
 	} else {
@@ -202,6 +204,7 @@ func runBacklog(ctx context.Context, sys system, p params, res *result) error {
 	if err != nil {
 		return err
 	}
+	defer win.heapAtHalf(ep.counts())()
 	err = sys.startDelivery(ctx, ep.target())
 	if err == nil {
 		err = ep.counts().wait(p.Timeout - time.Since(q0))
@@ -249,6 +252,7 @@ type window struct {
 	t0   time.Time
 	cpu0 float64
 	prof *os.File
+	heap string // with -profile: where heapAtHalf writes
 }
 
 func startWindow(p params, res *result) (*window, error) {
@@ -264,9 +268,40 @@ func startWindow(p params, res *result) (*window, error) {
 			return nil, fmt.Errorf("profile: %w", err)
 		}
 		w.prof, res.Profile = f, name
+		w.heap = filepath.Join(p.ProfileDir, fmt.Sprintf("%s-%s-run%d.heap.pprof", p.Scenario, p.System, p.Run))
 	}
 	w.cpu0, w.t0 = cpuNow(), time.Now()
 	return w, nil
+}
+
+// heapAtHalf writes, with -profile, a heap profile once half of the events
+// arrived (what the process holds mid-delivery, which is what its peak RSS
+// is made of), after a GC so that it is current. The function it returns
+// stops waiting and returns once any profile is written.
+func (w *window) heapAtHalf(t *tally) func() {
+	if w.heap == "" {
+		return func() {}
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-t.half:
+		case <-stop:
+			return
+		}
+		runtime.GC()
+		f, err := os.Create(w.heap)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "compare: heap profile: %v\n", err)
+			return
+		}
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			fmt.Fprintf(os.Stderr, "compare: heap profile: %v\n", err)
+		}
+		_ = f.Close()
+	}()
+	return func() { close(stop); <-done }
 }
 
 func (w *window) end(res *result) {
