@@ -7,7 +7,7 @@ LDFLAGS       := -X main.version=$(VERSION)
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BENCHTIME     ?= 3s
 
-.PHONY: all build run test test-short lint services bench bench-quick bench-compare clean
+.PHONY: all build run cluster-demo test test-short lint services bench bench-quick bench-compare clean
 
 all: lint test
 
@@ -21,6 +21,10 @@ build:
 ## run: the quick start: worker with embedded outbox, example receiver, sample events
 run: build
 	./scripts/quickstart.sh
+
+## cluster-demo: three workers as one cluster; kill one, add a sink, watch it rejoin
+cluster-demo: build
+	./scripts/cluster.sh
 
 ## services: make sure the real brokers the tests use are running
 services:
@@ -56,4 +60,4 @@ bench-compare:
 	cd bench && $(GO) run ./cmd/compare
 
 clean:
-	rm -rf bin quickstart
+	rm -rf bin quickstart cluster-demo

@@ -155,9 +155,23 @@ func newFlags(name string) (*flag.FlagSet, *string) {
 	return fs, fs.String("config", def, "configuration file")
 }
 
+// parse reads flags wherever they stand among the arguments (worker sinks
+// add NAME URL --events ... as well as flags first); the arguments stay in
+// fs.Args.
 func parse(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return usageError{fmt.Sprintf("%s: %v", fs.Name(), err)}
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if err := fs.Parse(append([]string{"--"}, positional...)); err != nil {
 		return usageError{fmt.Sprintf("%s: %v", fs.Name(), err)}
 	}
 	return nil

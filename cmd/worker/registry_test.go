@@ -21,7 +21,8 @@ func TestSinksAddListDelChangeTheRunningNode(t *testing.T) {
 	d := startDLQNode(t)
 	hook := testutil.NewReceiver(t)
 
-	r := cli(t, "sinks", "add", "--config", d.cfg, "--bearer-token", "tok3n", "--events", "VOLUME_*", "hook", hook.URL()+"?key=secret")
+	// Flags may come after the arguments, as an operator types them.
+	r := cli(t, "sinks", "add", "--config", d.cfg, "hook", hook.URL()+"?key=secret", "--bearer-token", "tok3n", "--events", "VOLUME_*")
 	if r.err != nil || !strings.Contains(r.stdout, "sink hook (webhook, "+hook.URL()+") defined") {
 		t.Fatalf("sinks add: %v\n%s", r.err, r.stdout)
 	}
