@@ -97,7 +97,6 @@ bin/emit --url "nats://127.0.0.1:$BASE" --type VOLUME_STOP --data '{"after":"add
 echo "== restart node 3: no sync command"
 start_node 3
 wait_for "$DIR/n3.log" '"worker started"' 2 60
-sleep 1
 bin/worker sinks list --config "$DIR/n3.yaml"
 wait_for "$DIR/receiver.log" "^received" 32 30
 echo "receiver: $(grep -c '^received' "$DIR/receiver.log") deliveries (31 events to audit, 1 to the late sink)"
