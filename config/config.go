@@ -109,10 +109,10 @@ type Cluster struct {
 // Replication is the replica count for streams and buckets: 1 on a
 // single node.
 func (f *File) Replication() int {
-	if !f.Cluster.Enabled() {
-		return 1
+	if f.Cluster.Enabled() {
+		return f.Cluster.Replicas
 	}
-	return f.Cluster.Replicas
+	return max(f.Outbox.Replicas, 1)
 }
 
 // Enabled reports whether the node is configured to form a cluster.
@@ -161,6 +161,9 @@ type Outbox struct {
 	Listen string `yaml:"listen"`
 	// URL, when set, uses an existing NATS server instead of embedding one.
 	URL string `yaml:"url"`
+	// Replicas is the replica count of the streams and buckets on an
+	// existing NATS cluster (with URL); default 1.
+	Replicas int `yaml:"replicas"`
 	// Sync is "always" (fsync before acknowledging) or an interval.
 	Sync         string        `yaml:"sync"`
 	MaxAge       time.Duration `yaml:"max_age"`
@@ -625,6 +628,9 @@ func (f *File) Validate() error {
 	}
 	if err := f.Cluster.validate(); err != nil {
 		return err
+	}
+	if f.Outbox.Replicas != 0 && (f.Outbox.URL == "" || f.Outbox.Replicas < 1 || f.Outbox.Replicas > 5) {
+		return fmt.Errorf("outbox.replicas %d: only with outbox.url (an existing NATS cluster), from 1 to 5; embedded nodes set cluster.replicas", f.Outbox.Replicas)
 	}
 	if f.Cluster.Enabled() && f.Outbox.URL != "" {
 		return errors.New("cluster and outbox.url exclude each other: with outbox.url the worker embeds no server and the external NATS cluster replicates")

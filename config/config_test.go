@@ -609,3 +609,32 @@ func TestParseRate(t *testing.T) {
 		}
 	}
 }
+
+func TestClusterAndReplicasValidation(t *testing.T) {
+	env := func(string) (string, bool) { return "", false }
+	for _, tt := range []struct {
+		yaml, wantErr string
+		replicas      int
+	}{
+		{"cluster: {name: c, listen: 127.0.0.1:6244, routes: [a:6244, b:6244]}\n", "", 3},
+		{"cluster: {name: c, listen: 127.0.0.1:6244, routes: [b:6244]}\n", "", 2},
+		{"cluster: {listen: 127.0.0.1:6244, routes: [b:6244]}\n", "cluster.name is required", 0},
+		{"cluster: {name: c, listen: nowhere, routes: [b:6244]}\n", "cluster.listen", 0},
+		{"cluster: {name: c, listen: 127.0.0.1:6244}\n", "cluster.routes", 0},
+		{"cluster: {name: c, listen: 127.0.0.1:6244, routes: [b:6244], replicas: 7}\n", "cluster.replicas 7", 0},
+		{"cluster: {name: c, listen: 127.0.0.1:6244, routes: [b:6244]}\noutbox: {url: nats://x:4222}\n", "exclude each other", 0},
+		{"outbox: {url: nats://x:4222, replicas: 3}\n", "", 3},
+		{"outbox: {replicas: 3}\n", "outbox.replicas 3: only with outbox.url", 0},
+		{"", "", 1},
+	} {
+		f, err := config.Parse([]byte(tt.yaml), env)
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("%q: %v", tt.yaml, err)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("%q: error %v, want one mentioning %q", tt.yaml, err, tt.wantErr)
+		case err == nil && f.Replication() != tt.replicas:
+			t.Errorf("%q: replication %d, want %d", tt.yaml, f.Replication(), tt.replicas)
+		}
+	}
+}
