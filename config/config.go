@@ -270,13 +270,16 @@ func (s Sink) AttemptTimeout() time.Duration {
 	return time.Minute
 }
 
-// AckWait is the sink's consumer ack wait. It must outlast an attempt (or
-// the event is sent twice) but is also how soon events in flight on a
-// crashed node are sent again: a little more than one attempt.
-func (s Sink) AckWait() time.Duration {
-	timeout := s.AttemptTimeout()
-	return timeout + timeout/2 + 2*time.Second
-}
+// AckWait is the sink's consumer ack wait: how long JetStream waits for a
+// delivery's outcome before it hands the event out again. It is short, so
+// that events in flight on a crashed node come back within seconds (and so
+// does an event JetStream dropped from its redelivery queue, which it does
+// for every queued event when the outbox is trimmed); the delivery loop
+// keeps longer attempts alive with progress signals.
+func (s Sink) AckWait() time.Duration { return DefaultAckWait }
+
+// DefaultAckWait is every sink's ack wait.
+const DefaultAckWait = 5 * time.Second
 
 // MaxAckPending is how many of the sink's events may be in flight across
 // all nodes.

@@ -94,6 +94,7 @@ type Loop struct {
 	now     func() time.Time
 	stats   Stats
 	tel     telemetry
+	redo    redeliveries
 }
 
 const (
@@ -213,6 +214,7 @@ func (l *Loop) Run(ctx context.Context) error {
 
 	drained := make(chan struct{})
 	go func() { wg.Wait(); close(drained) }()
+	defer l.redo.stop()
 	select {
 	case <-drained:
 	case <-time.After(l.cfg.DrainTimeout):
@@ -291,6 +293,7 @@ func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (hol
 		l.log.Error("message without JetStream metadata; leaving it for redelivery", "err", err)
 		return 0
 	}
+	defer keepAlive(msg, l.cfg.AckWait/3)()
 	var env event.Envelope
 	if err := json.Unmarshal(msg.Data(), &env); err != nil {
 		l.settleUndecodable(ctx, msg, md, err)
