@@ -94,7 +94,6 @@ type Loop struct {
 	now     func() time.Time
 	stats   Stats
 	tel     telemetry
-	redo    redeliveries
 }
 
 const (
@@ -214,7 +213,6 @@ func (l *Loop) Run(ctx context.Context) error {
 
 	drained := make(chan struct{})
 	go func() { wg.Wait(); close(drained) }()
-	defer l.redo.stop()
 	select {
 	case <-drained:
 	case <-time.After(l.cfg.DrainTimeout):

@@ -102,7 +102,7 @@ func (l *Loop) park(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMet
 // its headers).
 func (l *Loop) scheduleRetry(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, lin lineage, attempt int, delay time.Duration, eventType string) error {
 	if !lin.parked && delay <= l.cfg.ParkAfter {
-		return l.redo.schedule(msg, delay, l.cfg.AckWait)
+		return msg.NakWithDelay(delay)
 	}
 	next := lineage{parked: true, attempts: attempt, stored: lin.stored, notBefore: l.now().Add(delay)}
 	if err := l.park(ctx, msg, md, next, eventType); err != nil {
