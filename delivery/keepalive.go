@@ -21,6 +21,9 @@ func keepAlive(msg jetstream.Msg, interval time.Duration) (stop func()) {
 		stopped bool
 		t       *time.Timer
 	)
+	// t is assigned under mu, which the callback takes before using it.
+	mu.Lock()
+	defer mu.Unlock()
 	t = time.AfterFunc(interval, func() {
 		mu.Lock()
 		defer mu.Unlock()
