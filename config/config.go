@@ -226,6 +226,20 @@ func BuiltinSinkDefaults(outboxMaxAge time.Duration) SinkDefaults {
 // ParseSink reads one sink definition (a YAML or JSON mapping, as one
 // entry under sinks: in the file), fills defaults and validates it.
 func ParseSink(def []byte, lookupEnv func(string) (string, bool), d SinkDefaults) (Sink, error) {
+	s, err := parseSink(def, lookupEnv, d)
+	if err == nil || !envRef.Match(def) {
+		return s, err
+	}
+	// The error may quote an expanded value, which may be a secret: report
+	// the error of the definition as written instead.
+	asWritten := func(name string) (string, bool) { return "${" + name + "}", true }
+	if _, werr := parseSink(def, asWritten, d); werr != nil {
+		return Sink{}, werr
+	}
+	return Sink{}, errors.New("the sink definition is invalid once its ${...} references are expanded (the values are not shown: they may be secrets)")
+}
+
+func parseSink(def []byte, lookupEnv func(string) (string, bool), d SinkDefaults) (Sink, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(def, &root); err != nil {
 		return Sink{}, friendlyYAMLError(err)
@@ -587,7 +601,13 @@ func (f *File) setDefaults() {
 		o.DeadLetterMaxAge = DefaultMaxAge
 	}
 	if f.Cluster.Enabled() && f.Cluster.Replicas == 0 {
-		f.Cluster.Replicas = min(3, len(f.Cluster.Routes)+1)
+		others := 0
+		for _, r := range f.Cluster.Routes {
+			if strings.TrimPrefix(r, "nats-route://") != f.Cluster.Listen {
+				others++
+			}
+		}
+		f.Cluster.Replicas = min(3, others+1)
 	}
 	if f.ShutdownTimeout == 0 {
 		f.ShutdownTimeout = DefaultShutdownTimeout

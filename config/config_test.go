@@ -618,6 +618,7 @@ func TestClusterAndReplicasValidation(t *testing.T) {
 	}{
 		{"cluster: {name: c, listen: 127.0.0.1:6244, routes: [a:6244, b:6244]}\n", "", 3},
 		{"cluster: {name: c, listen: 127.0.0.1:6244, routes: [b:6244]}\n", "", 2},
+		{"cluster: {name: c, listen: 127.0.0.1:6244, routes: [127.0.0.1:6244, b:6244]}\n", "", 2},
 		{"cluster: {listen: 127.0.0.1:6244, routes: [b:6244]}\n", "cluster.name is required", 0},
 		{"cluster: {name: c, listen: nowhere, routes: [b:6244]}\n", "cluster.listen", 0},
 		{"cluster: {name: c, listen: 127.0.0.1:6244}\n", "cluster.routes", 0},
@@ -636,5 +637,17 @@ func TestClusterAndReplicasValidation(t *testing.T) {
 		case err == nil && f.Replication() != tt.replicas:
 			t.Errorf("%q: replication %d, want %d", tt.yaml, f.Replication(), tt.replicas)
 		}
+	}
+}
+
+func TestSinkErrorsDoNotQuoteExpandedSecrets(t *testing.T) {
+	env := func(k string) (string, bool) { return "AKIA-very-secret", k == "SECRET" }
+	_, err := config.ParseSink([]byte("name: s\ntype: webhook\nurl: ${SECRET}\n"), env, config.BuiltinSinkDefaults(720*time.Hour))
+	if err == nil || strings.Contains(err.Error(), "AKIA") {
+		t.Fatalf("error %v: want an error that does not show the expanded value", err)
+	}
+	_, err = config.ParseSink([]byte("name: s\ntype: webhook\nurl: http://x/${SECRET}\ntimeout: -1s\n"), env, config.BuiltinSinkDefaults(720*time.Hour))
+	if err == nil || strings.Contains(err.Error(), "AKIA") || !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("error %v: want the timeout error, without the secret", err)
 	}
 }

@@ -105,18 +105,19 @@ func RemoveStaleConsumers(ctx context.Context, js jetstream.JetStream, keep map[
 }
 
 // RemoveConsumer deletes a sink's consumer and returns how many events it
-// still had to deliver. A consumer already gone is not an error.
-func RemoveConsumer(ctx context.Context, js jetstream.JetStream, sink string) (uint64, error) {
+// still had to deliver, and whether it existed. A consumer already gone is
+// not an error.
+func RemoveConsumer(ctx context.Context, js jetstream.JetStream, sink string) (undelivered uint64, existed bool, err error) {
 	c, err := js.Consumer(ctx, outbox.StreamEvents, ConsumerName(sink))
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return 0, nil
+		return 0, false, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("open consumer of sink %s: %w", sink, err)
+		return 0, false, fmt.Errorf("open consumer of sink %s: %w", sink, err)
 	}
 	info := c.CachedInfo()
 	if err := js.DeleteConsumer(ctx, outbox.StreamEvents, ConsumerName(sink)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return 0, fmt.Errorf("remove consumer of sink %s: %w", sink, err)
+		return 0, true, fmt.Errorf("remove consumer of sink %s: %w", sink, err)
 	}
-	return info.NumPending + uint64(info.NumAckPending), nil
+	return info.NumPending + uint64(info.NumAckPending), true, nil
 }

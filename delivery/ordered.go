@@ -47,6 +47,12 @@ func (l *Loop) dispatchOrdered(runCtx, attemptCtx context.Context, key string, m
 // delay, so the events behind it (of this key only) wait; meanwhile all of
 // them are kept from being redelivered elsewhere.
 func (l *Loop) keyWorker(runCtx, attemptCtx context.Context, key string, slots chan struct{}) {
+	// Every queued event of the key is kept alive for as long as the key
+	// has a worker: behind a long attempt or a held retry, it may wait well
+	// past the ack wait, and must not be handed out again meanwhile.
+	stop := make(chan struct{})
+	defer close(stop)
+	go l.keepKeyAlive(key, stop)
 	for {
 		l.keys.mu.Lock()
 		queue := l.keys.q[key]
@@ -70,7 +76,7 @@ func (l *Loop) keyWorker(runCtx, attemptCtx context.Context, key string, slots c
 			if wait == 0 {
 				break
 			}
-			if !l.hold(runCtx, key, wait) {
+			if !l.hold(runCtx, wait) {
 				l.releaseKey(key)
 				return
 			}
@@ -82,25 +88,34 @@ func (l *Loop) keyWorker(runCtx, attemptCtx context.Context, key string, slots c
 	}
 }
 
-// hold waits d for a retry, telling the outbox every so often that the
-// key's events are still being worked on. It returns false on shutdown.
-func (l *Loop) hold(ctx context.Context, key string, d time.Duration) bool {
+// hold waits d for a retry. It returns false on shutdown.
+func (l *Loop) hold(ctx context.Context, d time.Duration) bool {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
-	keepAlive := time.NewTicker(max(l.cfg.AckWait/3, 100*time.Millisecond))
-	defer keepAlive.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// keepKeyAlive tells the outbox every third of the ack wait that the key's
+// queued events are still being worked on, until stop closes.
+func (l *Loop) keepKeyAlive(key string, stop <-chan struct{}) {
+	tick := time.NewTicker(max(l.cfg.AckWait/3, 100*time.Millisecond))
+	defer tick.Stop()
 	for {
 		select {
-		case <-timer.C:
-			return true
-		case <-ctx.Done():
-			return false
-		case <-keepAlive.C:
+		case <-stop:
+			return
+		case <-tick.C:
 			l.keys.mu.Lock()
-			for _, m := range l.keys.q[key] {
+			queue := append([]jetstream.Msg(nil), l.keys.q[key]...)
+			l.keys.mu.Unlock()
+			for _, m := range queue {
 				_ = m.InProgress()
 			}
-			l.keys.mu.Unlock()
 		}
 	}
 }

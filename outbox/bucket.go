@@ -74,6 +74,20 @@ func (b *Bucket) Put(ctx context.Context, key string, value []byte) error {
 	return nil
 }
 
+// ErrKeyExists: Create found the key already set.
+var ErrKeyExists = errors.New("key exists")
+
+// Create stores a key's value only if the key has none.
+func (b *Bucket) Create(ctx context.Context, key string, value []byte) error {
+	if _, err := b.kv.Create(ctx, key, value); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("%w: %s in bucket %s", ErrKeyExists, key, b.kv.Bucket())
+		}
+		return fmt.Errorf("create %s in bucket %s: %w", key, b.kv.Bucket(), err)
+	}
+	return nil
+}
+
 // Delete removes a key (absent keys are not an error).
 func (b *Bucket) Delete(ctx context.Context, key string) error {
 	if err := b.kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {

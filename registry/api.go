@@ -89,7 +89,7 @@ func (r *Registry) Handler(token string) http.Handler {
 		switch {
 		case errors.Is(err, ErrExists):
 			replyError(w, http.StatusConflict, err)
-		case errors.Is(err, errInvalid):
+		case errors.Is(err, ErrInvalid):
 			replyError(w, http.StatusBadRequest, err)
 		default:
 			reply(w, map[string]string{"name": s.Name, "type": s.Type, "target": s.Target()}, err)
@@ -167,10 +167,10 @@ func sameName(def []byte, name string) error {
 		Name string `yaml:"name" json:"name"`
 	}
 	if err := yaml.Unmarshal(def, &head); err != nil {
-		return fmt.Errorf("%w: %v", errInvalid, err)
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if head.Name != name {
-		return fmt.Errorf("%w: the definition names sink %q, the path %q", errInvalid, head.Name, name)
+		return fmt.Errorf("%w: the definition names sink %q, the path %q", ErrInvalid, head.Name, name)
 	}
 	return nil
 }

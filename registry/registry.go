@@ -42,8 +42,8 @@ var (
 	ErrExists = errors.New("sink already exists")
 	// ErrNoSink: no sink of that name is defined.
 	ErrNoSink = errors.New("no such sink")
-	// errInvalid: the definition or setting does not validate.
-	errInvalid = errors.New("invalid")
+	// ErrInvalid: the definition or setting does not validate.
+	ErrInvalid = errors.New("invalid")
 )
 
 // Record is one sink definition as stored.
@@ -154,9 +154,11 @@ func (r *Registry) put(ctx context.Context, definition []byte, origin string, re
 	}
 	s, err := config.ParseSink(definition, r.lookupEnv, settings.Sink)
 	if err != nil {
-		return config.Sink{}, fmt.Errorf("%w sink definition: %w", errInvalid, err)
+		return config.Sink{}, fmt.Errorf("%w sink definition: %w", ErrInvalid, err)
 	}
 	if !replace {
+		// Checked here for a clear error before the consumer is created;
+		// the store below is a Create, so a concurrent add still loses.
 		if _, ok, err := r.sinks.Get(ctx, s.Name); err != nil {
 			return s, err
 		} else if ok {
@@ -172,6 +174,14 @@ func (r *Registry) put(ctx context.Context, definition []byte, origin string, re
 	if err != nil {
 		return s, fmt.Errorf("encode sink %s: %w", s.Name, err)
 	}
+	if !replace {
+		if err := r.sinks.Create(ctx, s.Name, b); errors.Is(err, outbox.ErrKeyExists) {
+			return s, fmt.Errorf("%w: %s (replace it, or delete it first)", ErrExists, s.Name)
+		} else if err != nil {
+			return s, err
+		}
+		return s, nil
+	}
 	return s, r.sinks.Put(ctx, s.Name, b)
 }
 
@@ -179,19 +189,23 @@ func (r *Registry) put(ctx context.Context, definition []byte, origin string, re
 // sink's claim on undelivered events. It returns how many events the sink
 // still had to deliver. Dead letters stay until they expire.
 func (r *Registry) Delete(ctx context.Context, name string) (undelivered uint64, err error) {
-	_, ok, err := r.sinks.Get(ctx, name)
+	_, defined, err := r.sinks.Get(ctx, name)
 	if err != nil {
 		return 0, err
 	}
-	if !ok {
+	if defined {
+		if err := r.sinks.Delete(ctx, name); err != nil {
+			return 0, err
+		}
+	}
+	// Also when the definition is gone already: a delete that failed
+	// half-way is finished by running it again.
+	removed, existed, err := delivery.RemoveConsumer(ctx, r.js, name)
+	if err != nil {
+		return 0, err
+	}
+	if !defined && !existed {
 		return 0, fmt.Errorf("%w: %s", ErrNoSink, name)
-	}
-	if err := r.sinks.Delete(ctx, name); err != nil {
-		return 0, err
-	}
-	removed, err := delivery.RemoveConsumer(ctx, r.js, name)
-	if err != nil {
-		return 0, err
 	}
 	return removed, nil
 }

@@ -131,6 +131,12 @@ func TestSettingsOverridesApplyAndReset(t *testing.T) {
 	if got := sinks[0].Retry; got.MaxAttempts != 7 || got.Initial.String() != "250ms" {
 		t.Errorf("sink retry %+v: want its own max_attempts 7 and the default initial 250ms", got)
 	}
+	if _, err := r.Put(ctx, []byte("name: capped\ntype: webhook\nurl: http://127.0.0.1:9/\nretry: {max_interval: 1s}\n"), registry.OriginAPI, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Set(ctx, "retry-initial", "10s"); !errors.Is(err, registry.ErrInvalid) {
+		t.Errorf("a default that breaks sink capped: %v, want ErrInvalid", err)
+	}
 	if err := r.Reset(ctx, "all"); err != nil {
 		t.Fatal(err)
 	}

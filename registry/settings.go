@@ -40,7 +40,19 @@ func (r *Registry) Set(ctx context.Context, name, value string) error {
 		return err
 	}
 	if err := s.Set(name, value); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	// A default that would make a stored sink invalid (say, retry-initial
+	// above a sink's own retry.max_interval) would stop that sink, and the
+	// nodes whose file defines it, from starting.
+	recs, err := r.Records(ctx)
+	if err != nil {
 		return err
+	}
+	for _, rec := range recs {
+		if _, err := config.ParseSink([]byte(rec.Definition), r.lookupEnv, s.Sink); err != nil {
+			return fmt.Errorf("%w: with %s %s, sink %s would no longer be valid: %w", ErrInvalid, name, value, rec.Name, err)
+		}
 	}
 	return r.settings.Put(ctx, name, []byte(value))
 }
@@ -61,7 +73,7 @@ func (r *Registry) Reset(ctx context.Context, name string) error {
 		return nil
 	}
 	if _, err := r.base.Get(name); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if err := r.settings.Delete(ctx, name); err != nil {
 		return fmt.Errorf("reset %s: %w", name, err)

@@ -79,19 +79,32 @@ func (w *Worker) reconcile(ctx context.Context) map[string]error {
 	for name, err := range errs {
 		w.log.Error("a stored definition does not apply on this node; running the sinks that do", "sink", name, "err", err)
 	}
+	// Stopping a loop drains it (up to shutdown_timeout): that happens
+	// outside w.mu, so heartbeats and metrics go on meanwhile. Only one
+	// reconcile runs at a time (Start's, then followRegistry's).
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	current := maps.Clone(w.running)
+	w.mu.Unlock()
+	setRunning := func(name string, r *runningSink) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if r == nil {
+			delete(w.running, name)
+		} else {
+			w.running[name] = r
+		}
+	}
 	want := map[string]bool{}
 	for _, sc := range desired {
 		want[sc.Name] = true
-		cur := w.running[sc.Name]
+		cur := current[sc.Name]
 		if cur != nil && reflect.DeepEqual(cur.cfg, sc) {
 			continue
 		}
 		if cur != nil {
 			w.log.Info("sink definition changed: restarting its delivery", "sink", sc.Name)
 			w.stopSink(cur)
-			delete(w.running, sc.Name)
+			setRunning(sc.Name, nil)
 		}
 		r, err := w.startSink(ctx, sc)
 		if err != nil {
@@ -99,12 +112,12 @@ func (w *Worker) reconcile(ctx context.Context) map[string]error {
 			errs[sc.Name] = err
 			continue
 		}
-		w.running[sc.Name] = r
+		setRunning(sc.Name, r)
 		if cur == nil && w.ready.Load() {
 			w.log.Info("sink defined: delivery started", "sink", sc.Name)
 		}
 	}
-	for name, cur := range w.running {
+	for name, cur := range current {
 		// A definition that no longer parses here is not a deletion: the
 		// loop keeps running the last good one.
 		if want[name] || errs[name] != nil {
@@ -112,7 +125,7 @@ func (w *Worker) reconcile(ctx context.Context) map[string]error {
 		}
 		w.log.Info("sink deleted: delivery stopped", "sink", name)
 		w.stopSink(cur)
-		delete(w.running, name)
+		setRunning(name, nil)
 	}
 	return errs
 }
@@ -170,10 +183,11 @@ func (w *Worker) stopSink(r *runningSink) {
 // stopSinks stops every running sink.
 func (w *Worker) stopSinks() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	for name, r := range w.running {
+	current := w.running
+	w.running = map[string]*runningSink{}
+	w.mu.Unlock()
+	for _, r := range current {
 		w.stopSink(r)
-		delete(w.running, name)
 	}
 }
 

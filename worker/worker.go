@@ -91,6 +91,9 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	}
 	defer func() {
 		if err != nil {
+			if w.cancel != nil {
+				w.cancel()
+			}
 			w.stopSinks()
 			w.stopOutbox()
 		}
@@ -145,6 +148,9 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	// Sinks this node's file defines must start; a definition from another
 	// node that does not apply here is logged and left out.
 	if errs := w.reconcile(runCtx); len(errs) > 0 {
+		if err := errs["registry"]; err != nil {
+			return nil, fmt.Errorf("read sink definitions: %w", err)
+		}
 		for _, s := range cfg.Sinks {
 			if err := errs[s.Name]; err != nil {
 				return nil, fmt.Errorf("sink %s: %w", s.Name, err)
@@ -162,7 +168,7 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	spoolPub, err := outbox.NewPublisher(w.nc, outbox.WithNode(cfg.NodeID), outbox.WithLogger(log))
+	spoolPub, err := outbox.NewPublisher(w.nc, outbox.WithNode(cfg.NodeID), outbox.WithLogger(log), outbox.WithMaxEventSize(int(cfg.Outbox.MaxEventSize)))
 	if err != nil {
 		return nil, err
 	}
@@ -378,6 +384,9 @@ func (w *Worker) untilQuorum(ctx context.Context, fn func(context.Context) error
 		cancel()
 		if err == nil {
 			return nil
+		}
+		if errors.Is(err, registry.ErrInvalid) {
+			return err // a bad definition does not get better by waiting
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("waiting for the cluster's quorum: %w (last: %v)", ctx.Err(), err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -82,7 +83,7 @@ func sinksAddCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	defer closeFn()
 	s, err := reg.Put(ctx, def, registry.OriginAPI, *replace)
 	if err != nil {
-		return usageError{err.Error()}
+		return asUsage(err)
 	}
 	fmt.Fprintf(stdout, "sink %s (%s, %s) defined; every node delivers to it from now on\n", s.Name, s.Type, s.Target())
 	if inFile(cfg, s.Name) {
@@ -114,6 +115,15 @@ func sinksDelCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "note: %s still defines %s: remove it there too, or it is defined again when this node restarts\n", *cfgPath, name)
 	}
 	return nil
+}
+
+// asUsage makes a refused definition or setting a usage error (exit 2);
+// anything else (the outbox did not answer) stays a runtime error (exit 1).
+func asUsage(err error) error {
+	if errors.Is(err, registry.ErrInvalid) || errors.Is(err, registry.ErrExists) {
+		return usageError{err.Error()}
+	}
+	return err
 }
 
 func inFile(cfg *config.File, name string) bool {
@@ -190,13 +200,13 @@ func configCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	switch verb {
 	case "set":
 		if err := reg.Set(ctx, fs.Arg(0), fs.Arg(1)); err != nil {
-			return usageError{err.Error()}
+			return asUsage(err)
 		}
 		fmt.Fprintf(stdout, "%s set to %s on every node\n", fs.Arg(0), fs.Arg(1))
 		return nil
 	case "reset":
 		if err := reg.Reset(ctx, fs.Arg(0)); err != nil {
-			return usageError{err.Error()}
+			return asUsage(err)
 		}
 		fmt.Fprintf(stdout, "%s reset to the configuration file's value or the default on every node\n", fs.Arg(0))
 		return nil
