@@ -3,8 +3,9 @@ package outbox
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,23 +59,18 @@ func (n *Nodes) Beat(ctx context.Context, info NodeInfo) error {
 	return nil
 }
 
-// List returns every node that ever reported.
+// List returns every node that ever reported, read as one snapshot from
+// the bucket's stream (not key by key: a direct get may be answered by a
+// replica that is still catching up and lacks a key).
 func (n *Nodes) List(ctx context.Context) ([]NodeInfo, error) {
-	keys, err := n.kv.ListKeys(ctx)
+	all, err := (&Bucket{kv: n.kv}).All(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
-	var out []NodeInfo
-	for key := range keys.Keys() {
-		e, err := n.kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return out, fmt.Errorf("read node %s: %w", key, err)
-		}
+	out := make([]NodeInfo, 0, len(all))
+	for _, key := range slices.Sorted(maps.Keys(all)) {
 		var info NodeInfo
-		if err := json.Unmarshal(e.Value(), &info); err != nil {
+		if err := json.Unmarshal(all[key], &info); err != nil {
 			return out, fmt.Errorf("decode node %s: %w", key, err)
 		}
 		out = append(out, info)
