@@ -147,10 +147,14 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	w.cancel = cancel
 	// Sinks this node's file defines must start; a definition from another
 	// node that does not apply here is logged and left out.
-	if errs := w.reconcile(runCtx); len(errs) > 0 {
-		if err := errs["registry"]; err != nil {
-			return nil, fmt.Errorf("read sink definitions: %w", err)
-		}
+	var errs map[string]error
+	if err := w.untilQuorum(ctx, func(context.Context) error {
+		errs = w.reconcile(runCtx)
+		return errs["registry"]
+	}); err != nil {
+		return nil, fmt.Errorf("read sink definitions: %w", err)
+	}
+	if len(errs) > 0 {
 		for _, s := range cfg.Sinks {
 			if err := errs[s.Name]; err != nil {
 				return nil, fmt.Errorf("sink %s: %w", s.Name, err)
