@@ -41,36 +41,6 @@ func spoolLen(t *testing.T, sp *spool.Spool) int {
 	return n
 }
 
-// storedCount counts each id in the outbox stream.
-func storedCount(t *testing.T, js jetstream.JetStream) map[string]int {
-	t.Helper()
-	ctx := context.Background()
-	s, err := js.Stream(ctx, outbox.StreamEvents)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]int{}
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, err := event.Decode(m.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got[e.ID]++
-	}
-	return got
-}
-
 // startOutboxIn starts an outbox on dataDir, with its streams and one sink's
 // consumer, listening on listen; the same dataDir and listen address make a
 // restart of the same outbox.
@@ -148,7 +118,7 @@ func TestPublisherSpoolsWhileTheOutboxIsDownAndSendsOnceItIsBack(t *testing.T) {
 	_, js := startOutboxIn(t, dataDir, u.Host)
 	t.Cleanup(func() { pub.Close() }) // before the server's own cleanup
 	testutil.Eventually(t, waitFor, func() bool { return spoolLen(t, sp) == 0 }, "spool flushed after the outbox came back")
-	got := storedCount(t, js)
+	got := testutil.StoredIDs(t, js)
 	for _, id := range []string{before, during, pe.ID()} {
 		if got[id] != 1 {
 			t.Errorf("event %s stored %d times, want once (stored: %v)", id, got[id], got)
@@ -161,7 +131,7 @@ func TestPublisherSpoolsWhileTheOutboxIsDownAndSendsOnceItIsBack(t *testing.T) {
 	if err != nil {
 		t.Fatalf("emit after the outbox came back: %v", err)
 	}
-	if storedCount(t, js)[after] != 1 {
+	if testutil.StoredIDs(t, js)[after] != 1 {
 		t.Errorf("event %s emitted after the outage is not stored", after)
 	}
 }
@@ -309,7 +279,7 @@ func TestSpooledEventsReachTheOutboxOnceItAcknowledgesAgain(t *testing.T) {
 	}
 	withSink(t, js)
 	testutil.Eventually(t, waitFor, func() bool { return spoolLen(t, sp) == 0 }, "spool flushed by the publisher")
-	got := storedCount(t, js)
+	got := testutil.StoredIDs(t, js)
 	for _, id := range ids {
 		if got[id] != 1 {
 			t.Errorf("event %s stored %d times, want once", id, got[id])
@@ -400,7 +370,7 @@ func TestFlushSpoolKeepsIDsCountsDuplicatesAndSetsAsideWhatCanNeverGo(t *testing
 	if l := spoolLen(t, sp); l != 0 {
 		t.Errorf("spool holds %d events, want 0", l)
 	}
-	got := storedCount(t, js)
+	got := testutil.StoredIDs(t, js)
 	for _, id := range ids {
 		if got[id] != 1 {
 			t.Errorf("event %s stored %d times, want once", id, got[id])

@@ -12,7 +12,8 @@ BASE="${CLUSTER_DEMO_PORT_BASE:-14240}"   # uses BASE..BASE+9
 RECEIVER_PORT=$((BASE + 9))
 export COURIER_SPOOL="$DIR/spool"
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+SCRIPT_NAME=cluster-demo
+. scripts/lib.sh
 for p in $(seq "$BASE" $((BASE + 9))); do
 	if port_busy "$p"; then
 		echo "cluster-demo: port $p is in use; set CLUSTER_DEMO_PORT_BASE" >&2
@@ -29,19 +30,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# wait_for FILE PATTERN COUNT SECONDS: until FILE has COUNT lines matching.
-wait_for() {
-	local deadline=$((SECONDS + $4))
-	local n
-	while n=$(grep -c -- "$2" "$1" 2>/dev/null || true); [ "${n:-0}" -lt "$3" ]; do
-		if [ "$SECONDS" -ge "$deadline" ]; then
-			echo "cluster-demo: timed out waiting for '$2' in $1:" >&2
-			tail -20 "$1" >&2
-			exit 1
-		fi
-		sleep 0.2
-	done
-}
 
 routes="127.0.0.1:$((BASE + 3)), 127.0.0.1:$((BASE + 4)), 127.0.0.1:$((BASE + 5))"
 for i in 1 2 3; do

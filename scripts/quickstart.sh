@@ -17,7 +17,8 @@ export COURIER_URL="nats://127.0.0.1:${QUICKSTART_OUTBOX_PORT}"
 export COURIER_SPOOL="$QUICKSTART_DIR/spool"
 CONFIG=examples/quickstart.yaml
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+SCRIPT_NAME=quickstart
+. scripts/lib.sh
 for p in "$QUICKSTART_OUTBOX_PORT" "$QUICKSTART_RECEIVER_PORT" "$QUICKSTART_ADMIN_PORT"; do
 	if port_busy "$p"; then
 		echo "quickstart: port $p is in use; set QUICKSTART_OUTBOX_PORT / QUICKSTART_RECEIVER_PORT / QUICKSTART_ADMIN_PORT" >&2
@@ -34,19 +35,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# wait_for FILE PATTERN COUNT SECONDS: until FILE has COUNT lines matching.
-wait_for() {
-	local deadline=$((SECONDS + $4))
-	local n
-	while n=$(grep -c -- "$2" "$1" 2>/dev/null || true); [ "${n:-0}" -lt "$3" ]; do
-		if [ "$SECONDS" -ge "$deadline" ]; then
-			echo "quickstart: timed out waiting for '$2' in $1:" >&2
-			cat "$1" >&2
-			exit 1
-		fi
-		sleep 0.1
-	done
-}
 
 echo "== starting the example webhook receiver on :$QUICKSTART_RECEIVER_PORT"
 bin/receiver --listen "127.0.0.1:$QUICKSTART_RECEIVER_PORT" --token "$QUICKSTART_TOKEN" >"$QUICKSTART_DIR/receiver.log" 2>&1 &

@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/testutil"
@@ -359,36 +357,6 @@ func TestFlushStopsWhenTheContextEnds(t *testing.T) {
 	}
 }
 
-// storedIDs counts each id in the outbox stream.
-func storedIDs(t *testing.T, js jetstream.JetStream) map[string]int {
-	t.Helper()
-	ctx := context.Background()
-	s, err := js.Stream(ctx, outbox.StreamEvents)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]int{}
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, err := event.Decode(m.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got[e.ID]++
-	}
-	return got
-}
-
 func TestConcurrentFlushersStoreEachEventOnce(t *testing.T) {
 	srv, js := testutil.StartOutbox(t, outbox.Limits{})
 	if _, err := delivery.EnsureConsumer(context.Background(), js, "probe", time.Minute, 100000); err != nil {
@@ -435,7 +403,7 @@ func TestConcurrentFlushersStoreEachEventOnce(t *testing.T) {
 	if n := length(t, sp); n != 0 {
 		t.Errorf("Len = %d after the flushers finished, want 0", n)
 	}
-	got := storedIDs(t, js)
+	got := testutil.StoredIDs(t, js)
 	if len(got) != len(es) {
 		t.Errorf("outbox holds %d distinct events, want %d", len(got), len(es))
 	}
