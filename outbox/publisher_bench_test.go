@@ -3,9 +3,14 @@ package outbox_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/testutil"
@@ -19,9 +24,24 @@ var payload256 = json.RawMessage(`{"name":"` + strings.Repeat("v", 120) + `"}`)
 // acknowledgement: one producer waiting for each event, then 64 concurrent
 // producers whose events the publisher groups into shared fsyncs.
 func BenchmarkEmitDurable(b *testing.B) {
+	benchEmitDurable(b, func(b *testing.B) *outbox.Publisher { return benchPublisher(b) })
+}
+
+// BenchmarkEmitDurableCluster is BenchmarkEmitDurable against an outbox
+// replicated on three clustered servers in this process (all on this
+// machine's cores and disk). Replicated, JetStream stages an atomic batch
+// in memory instead of in a store of its own on disk (see
+// BenchmarkAtomicBatch), so group commit gains more here.
+func BenchmarkEmitDurableCluster(b *testing.B) {
+	urls, js := testutil.StartOutboxCluster(b, outbox.Limits{})
+	withSinkB(b, js)
+	benchEmitDurable(b, func(b *testing.B) *outbox.Publisher { return dialB(b, urls[0]) })
+}
+
+func benchEmitDurable(b *testing.B, publisher func(*testing.B) *outbox.Publisher) {
 	for _, producers := range []int{1, 64} {
 		b.Run(map[int]string{1: "producers=1", 64: "producers=64"}[producers], func(b *testing.B) {
-			p := benchPublisher(b)
+			p := publisher(b)
 			b.SetParallelism(max(producers/runtime.GOMAXPROCS(0), 1))
 			b.ResetTimer()
 			runProducers(b, producers, func() error {
@@ -31,6 +51,66 @@ func BenchmarkEmitDurable(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 		})
 	}
+}
+
+// BenchmarkAtomicBatch commits JetStream atomic batches of a fixed size one
+// after another on a single-node outbox (fsync before acknowledgement),
+// without the Publisher, to measure what a batch costs. On one node
+// JetStream stages each batch in a file store of its own (directories,
+// metadata files and fsyncs, then removed), a fixed cost per batch that
+// bounds how much group commit can gain when producers wait for each event.
+func BenchmarkAtomicBatch(b *testing.B) {
+	for _, size := range []int{1, 16, 64, 256, 1000} {
+		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
+			srv, js := testutil.StartOutbox(b, outbox.Limits{})
+			withSinkB(b, js)
+			nc, err := nats.Connect(srv.ClientURL())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer nc.Close()
+			data := make([]byte, 256)
+			b.ResetTimer()
+			for n := range b.N {
+				if err := commitBatch(nc, fmt.Sprintf("b%d", n), size, data); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/batch")
+			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
+// commitBatch stores size messages as one atomic batch (a plain publish
+// for one) and waits for the acknowledgement.
+func commitBatch(nc *nats.Conn, id string, size int, data []byte) error {
+	for i := 1; i <= size; i++ {
+		m := nats.NewMsg(outbox.EventSubject("BENCH"))
+		m.Data = data
+		m.Header.Set(nats.MsgIdHdr, id+"-"+strconv.Itoa(i))
+		if size > 1 {
+			m.Header.Set("Nats-Batch-Id", id)
+			m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i))
+		}
+		if i < size {
+			if err := nc.PublishMsg(m); err != nil {
+				return err
+			}
+			continue
+		}
+		if size > 1 {
+			m.Header.Set("Nats-Batch-Commit", "1")
+		}
+		resp, err := nc.RequestMsg(m, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(string(resp.Data), `"error"`) {
+			return fmt.Errorf("batch %s: %s", id, resp.Data)
+		}
+	}
+	return nil
 }
 
 // BenchmarkEmitAsync measures one producer streaming events without
@@ -77,7 +157,11 @@ func runProducers(b *testing.B, producers int, emit func() error) {
 func benchPublisher(b *testing.B) *outbox.Publisher {
 	srv, js := testutil.StartOutbox(b, outbox.Limits{})
 	withSinkB(b, js)
-	p, err := outbox.Dial(context.Background(), srv.ClientURL(), 0)
+	return dialB(b, srv.ClientURL())
+}
+
+func dialB(b *testing.B, url string) *outbox.Publisher {
+	p, err := outbox.Dial(context.Background(), url, 0)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -216,6 +216,59 @@ func StartOutbox(t testing.TB, limits outbox.Limits) (*outbox.Server, jetstream.
 	return srv, js
 }
 
+// StartOutboxCluster starts three embedded servers (fsync before every
+// acknowledgement) as one cluster and creates the outbox streams replicated
+// on all three; it returns the servers' client URLs and a JetStream context
+// on the first.
+func StartOutboxCluster(t testing.TB, limits outbox.Limits) ([]string, jetstream.JetStream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	listen := []string{FreeAddr(t), FreeAddr(t), FreeAddr(t)}
+	routes := make([]string, len(listen))
+	for i, l := range listen {
+		routes[i] = "nats-route://" + l
+	}
+	urls := make([]string, len(listen))
+	for i := range listen {
+		// A clustered server listens at once; it needs no quorum to start.
+		srv, err := outbox.StartServer(ctx, outbox.ServerConfig{
+			Name: fmt.Sprintf("n%d", i+1), Listen: "127.0.0.1:0", DataDir: t.TempDir(), SyncAlways: true,
+			Cluster: outbox.ClusterConfig{Name: "test", Listen: listen[i], Routes: routes},
+		}, Logger(t))
+		if err != nil {
+			t.Fatalf("start clustered outbox %d: %v", i+1, err)
+		}
+		t.Cleanup(srv.Shutdown)
+		urls[i] = srv.ClientURL()
+	}
+	nc, err := nats.Connect(urls[0])
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limits.Replicas = len(listen)
+	if limits.Duplicates == 0 {
+		limits.Duplicates = 2 * time.Minute
+	}
+	// Until the servers elected a meta leader, creating a stream fails.
+	for {
+		attempt, cancelAttempt := context.WithTimeout(ctx, 5*time.Second)
+		err := outbox.EnsureStreams(attempt, js, limits)
+		cancelAttempt()
+		if err == nil {
+			return urls, js
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("replicated streams: %v", err)
+		}
+	}
+}
+
 // FailFirst answers status to the first request of each event id and 200
 // to the ones after it.
 func FailFirst(status int) Answer {
