@@ -114,7 +114,7 @@ func NewLoop(cfg Config, cons jetstream.Consumer, dlq *outbox.DeadLetters, retri
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 10 * time.Second
 	}
-	tel, err := newTelemetry(cfg.Tracer, cfg.Meter)
+	tel, err := newTelemetry(cfg.Name, cfg.Tracer, cfg.Meter)
 	if err != nil {
 		return nil, err
 	}
@@ -292,14 +292,14 @@ func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (hol
 		return 0
 	}
 	defer keepAlive(msg, l.cfg.AckWait/3)()
-	var env event.Envelope
-	if err := json.Unmarshal(msg.Data(), &env); err != nil {
+	env, err := event.DecodeStored(msg.Data())
+	if err != nil {
 		l.settleUndecodable(ctx, msg, md, err)
 		return 0
 	}
 	if !l.cfg.Filter.MatchEvent(&env) {
 		l.stats.Filtered.Add(1)
-		l.tel.count(ctx, l.cfg.Name, outcomeFiltered)
+		l.tel.count(ctx, outcomeFiltered)
 		l.ack(msg, &env)
 		return 0
 	}
@@ -368,7 +368,6 @@ func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (hol
 		// max_age may give up on it while the endpoint is down.
 		d = Decision{Action: Retry, Delay: min(l.cfg.Policy.MaxInterval, max(lin.stored.Add(l.cfg.Policy.MaxAge).Sub(now), time.Millisecond))}
 	}
-	log := l.log.With("event_id", env.ID, "event_type", env.Type, "attempt", attempt)
 	outcome := d.Action.outcome()
 	span.SetAttributes(attribute.String("courier.delivery.outcome", outcome))
 	if err != nil {
@@ -380,17 +379,22 @@ func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (hol
 			span.SetAttributes(attribute.Int("http.response.status_code", st))
 		}
 	}
-	l.tel.attemptDone(ctx, l.cfg.Name, outcome, now.Sub(start))
+	l.tel.attemptDone(ctx, outcome, now.Sub(start))
 	l.recordAttempt(&env, attempt, outcome, now.Sub(start), err)
-	switch d.Action {
-	case Ack:
+	if d.Action == Ack {
 		l.stats.Delivered.Add(1)
-		l.tel.count(ctx, l.cfg.Name, outcomeDelivered)
-		l.tel.latency.Record(ctx, now.Sub(env.Time).Seconds(), metric.WithAttributes(attribute.String("sink", l.cfg.Name)))
+		l.tel.count(ctx, outcomeDelivered)
+		l.tel.delivered(ctx, now.Sub(env.Time))
 		l.ack(msg, &env)
+		return 0
+	}
+	// Made only here: a logger with fields per delivered event was about 1.5%
+	// of a backlog drain's CPU, and nothing is logged for those.
+	log := l.log.With("event_id", env.ID, "event_type", env.Type, "attempt", attempt)
+	switch d.Action {
 	case Retry:
 		l.stats.Retried.Add(1)
-		l.tel.count(ctx, l.cfg.Name, outcomeRetried)
+		l.tel.count(ctx, outcomeRetried)
 		span.SetAttributes(attribute.String("courier.delivery.retry_in", d.Delay.String()))
 		log.WarnContext(ctx, "delivery failed; will retry", "err", err, "retry_in", d.Delay.Round(time.Millisecond))
 		if l.cfg.Ordered && env.Key != "" {
@@ -453,7 +457,7 @@ func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.
 		return
 	}
 	l.stats.DeadLettered.Add(1)
-	l.tel.count(ctx, l.cfg.Name, outcomeDeadLettered)
+	l.tel.count(ctx, outcomeDeadLettered)
 	trace.SpanFromContext(ctx).AddEvent("dead_lettered", trace.WithAttributes(
 		attribute.String("courier.dead_letter.reason", reason), attribute.Int("courier.delivery.attempt", attempt)))
 	log.ErrorContext(ctx, "event dead-lettered", "reason", reason, "err", cause, "status", ce.Status)
