@@ -68,6 +68,9 @@ func Encode(f Format, e *Envelope) ([]byte, string, error) {
 	)
 	switch f {
 	case "", FormatCourier:
+		if e.encoded != nil {
+			return e.encoded, ct, nil
+		}
 		v = e
 	case FormatGluster:
 		v = glusterEvent{NodeID: e.Node, TS: e.Time.Unix(), Event: e.Type, Message: dataOrEmptyObject(e.Data)}

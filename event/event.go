@@ -45,6 +45,25 @@ type Envelope struct {
 	State   State           `json:"state,omitempty"`
 	StartID string          `json:"start_id,omitempty"`
 	Data    json.RawMessage `json:"data,omitempty"`
+
+	// encoded is the envelope as it was read (DecodeStored), which is what
+	// encoding it in Courier's format gives again: a delivery sends it
+	// as is instead of encoding every event anew.
+	encoded []byte
+}
+
+// DecodeStored reads an envelope as emit stored it in the outbox and keeps
+// data, which Encode returns for FormatCourier: a sink delivers the event as
+// it was stored, without encoding it again (that was 4% of the CPU of a
+// backlog drain). Unlike Decode it ignores unknown fields, as a newer
+// producer's. data must not change afterwards.
+func DecodeStored(data []byte) (Envelope, error) {
+	var e Envelope
+	if err := json.Unmarshal(data, &e); err != nil {
+		return Envelope{}, err
+	}
+	e.encoded = data
+	return e, nil
 }
 
 // ErrInvalid is wrapped by every validation error, so callers can tell bad
