@@ -60,7 +60,7 @@ type Envelope struct {
 func DecodeStored(data []byte) (Envelope, error) {
 	var e Envelope
 	if err := json.Unmarshal(data, &e); err != nil {
-		return Envelope{}, err
+		return Envelope{}, fmt.Errorf("decode stored event: %w", err)
 	}
 	e.encoded = data
 	return e, nil

@@ -263,8 +263,10 @@ func StartOutboxCluster(t testing.TB, limits outbox.Limits) ([]string, jetstream
 		if err == nil {
 			return urls, js
 		}
-		if ctx.Err() != nil {
+		select {
+		case <-ctx.Done():
 			t.Fatalf("replicated streams: %v", err)
+		case <-time.After(100 * time.Millisecond): // an early failure returns at once
 		}
 	}
 }
