@@ -67,6 +67,8 @@ func TestParseFullExample(t *testing.T) {
 		MaxEventSize:     outbox.DefaultMaxEventSize,
 		DuplicateWindow:  2 * time.Minute,
 		DeadLetterMaxAge: 30 * 24 * time.Hour,
+
+		AttemptLogMaxBytes: config.DefaultAttemptLogMaxBytes,
 	}
 	if f.Outbox != wantOutbox {
 		t.Errorf("Outbox = %+v, want %+v", f.Outbox, wantOutbox)
@@ -141,6 +143,7 @@ sinks:
 		Outbox: config.Outbox{
 			Listen: "127.0.0.1:4244", Sync: "always", MaxAge: 30 * 24 * time.Hour, MaxBytes: 10 << 30,
 			MaxEventSize: 1 << 20, DuplicateWindow: 2 * time.Minute, DeadLetterMaxAge: 30 * 24 * time.Hour,
+			AttemptLogMaxBytes: 64 << 20,
 		},
 		ShutdownTimeout: 15 * time.Second,
 	}
@@ -309,6 +312,11 @@ func TestParseRejectsInvalidConfigs(t *testing.T) {
 			name: "event size above the limit",
 			in:   "outbox:\n  max_event_size: 65MiB\n",
 			want: []string{"max_event_size"},
+		},
+		{
+			name: "attempt log too small to be useful",
+			in:   "outbox:\n  attempt_log_max_bytes: 64KiB\n",
+			want: []string{"attempt_log_max_bytes", "1MiB"},
 		},
 		{
 			name: "bad log level",

@@ -196,11 +196,9 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	return w, nil
 }
 
-// The attempt log keeps a day of attempts, in memory, up to 64 MiB.
-const (
-	AttemptLogMaxAge   = 24 * time.Hour
-	AttemptLogMaxBytes = 64 << 20
-)
+// AttemptLogMaxAge is how long the attempt log keeps an attempt, in memory,
+// within outbox.attempt_log_max_bytes.
+const AttemptLogMaxAge = 24 * time.Hour
 
 // HeartbeatInterval is how often a node reports itself; `worker status`
 // shows a node DOWN after three missed beats.
@@ -362,7 +360,7 @@ func (w *Worker) openState(ctx context.Context) error {
 	if w.nodes, err = outbox.EnsureNodes(ctx, w.js, replicas); err != nil {
 		return err
 	}
-	if w.deps.attempts, err = outbox.EnsureAttemptLog(ctx, w.nc, w.js, AttemptLogMaxAge, AttemptLogMaxBytes, replicas); err != nil {
+	if w.deps.attempts, err = outbox.EnsureAttemptLog(ctx, w.nc, w.js, AttemptLogMaxAge, int64(w.cfg.Outbox.AttemptLogMaxBytes), replicas); err != nil {
 		return err
 	}
 	w.reg, err = registry.Open(ctx, w.js, w.cfg.NodeID, w.cfg.BaseSettings(), w.cfg.LookupEnv())

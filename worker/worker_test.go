@@ -311,17 +311,31 @@ func TestDeliveredEventsLeaveTheOutboxAndOwedOnesStay(t *testing.T) {
 
 func outboxMsgs(t *testing.T, n *testutil.Node) uint64 {
 	t.Helper()
+	return streamInfo(t, n, outbox.StreamEvents).State.Msgs
+}
+
+func streamInfo(t *testing.T, n *testutil.Node, stream string) *jetstream.StreamInfo {
+	t.Helper()
 	nc, err := nats.Connect(n.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	s, err := js.Stream(context.Background(), outbox.StreamEvents)
+	s, err := js.Stream(context.Background(), stream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.CachedInfo().State.Msgs
+	return s.CachedInfo()
+}
+
+// The attempt log is held in memory: its cap is the operator's to set.
+func TestAttemptLogCapComesFromConfig(t *testing.T) {
+	n := testutil.StartNode(t, "outbox:\n  attempt_log_max_bytes: 2MiB\nsinks:\n"+sinkYAML("audit", "http://127.0.0.1:9/", ""), nil)
+	cfg := streamInfo(t, n, outbox.StreamAttempts).Config
+	if cfg.MaxBytes != 2<<20 || cfg.Storage != jetstream.MemoryStorage {
+		t.Fatalf("attempt log: max_bytes %d, storage %s; want %d in memory", cfg.MaxBytes, cfg.Storage, 2<<20)
+	}
 }
 
 // TestWorkerOnAnExternalNATSServer: with outbox.url the worker embeds
