@@ -64,17 +64,29 @@ admin: {listen: "off"}
 outbox:
   listen: 127.0.0.1:0
   sync: always
+%s
 sinks:
   - name: %s
     %s
     concurrency: %d
     retry: {initial: 100ms, multiplier: 2, max_interval: 5s, max_attempts: 25, jitter: 0.2}
-`, c.dir, sinkName, sink, c.p.Concurrency)
+`, c.dir, outboxExtra(c.p.CourierOutbox), sinkName, sink, c.p.Concurrency)
 	cfg, err := config.Parse([]byte(yaml), func(string) (string, bool) { return "", false })
 	if err != nil {
 		return nil, fmt.Errorf("courier config: %w", err)
 	}
 	return cfg, nil
+}
+
+// outboxExtra turns "key: value, ..." into lines of the outbox block.
+func outboxExtra(settings string) string {
+	var lines []string
+	for _, kv := range strings.Split(settings, ",") {
+		if kv = strings.TrimSpace(kv); kv != "" {
+			lines = append(lines, "  "+kv)
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // sinkTimeout is the configured sink's own timeout, from which the worker

@@ -34,6 +34,8 @@ type params struct {
 	KafkaAddr   string        // kafka: the broker
 	ProfileDir  string        // write a CPU profile of the measured window here
 	Run         int           // which repetition, for file names
+	// CourierOutbox holds extra outbox settings for Courier ("key: value, ...").
+	CourierOutbox string
 }
 
 // unique names what this run creates on a shared broker (exchange, queue,
