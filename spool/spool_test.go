@@ -413,3 +413,70 @@ func TestConcurrentFlushersStoreEachEventOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestFlushWhileProducersSpoolLosesNothing runs flushers in a loop while a
+// producer keeps spooling: the spool needs no lock, since every write is a
+// rename and a vanished file means another flusher sent it.
+func TestFlushWhileProducersSpoolLosesNothing(t *testing.T) {
+	srv, js := testutil.StartOutbox(t, outbox.Limits{})
+	if _, err := delivery.EnsureConsumer(context.Background(), js, "probe", time.Minute, 100000); err != nil {
+		t.Fatal(err)
+	}
+	sp := open(t)
+	es := newEvents(t, 200)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		pub, err := outbox.Dial(context.Background(), srv.ClientURL(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pub.Close)
+		other, err := spool.Open(sp.Dir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				if _, err := outbox.FlushSpool(context.Background(), pub, other); err != nil {
+					errs[i] = err
+					return
+				}
+				select {
+				case <-done:
+					return
+				default:
+				}
+			}
+		}()
+	}
+	put(t, sp, es...)
+	close(done)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("flusher %d: %v", i, err)
+		}
+	}
+	// What the loops had not reached yet goes out with one last flush.
+	pub, err := outbox.Dial(context.Background(), srv.ClientURL(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	if _, err := outbox.FlushSpool(context.Background(), pub, sp); err != nil {
+		t.Fatal(err)
+	}
+	if n := length(t, sp); n != 0 {
+		t.Errorf("Len = %d, want 0", n)
+	}
+	got := testutil.StoredIDs(t, js)
+	for _, e := range es {
+		if got[e.ID] != 1 {
+			t.Errorf("event %s stored %d times, want once", e.ID, got[e.ID])
+		}
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/courierhq/courier/config"
 	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/internal/dirlock"
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/registry"
@@ -61,6 +62,7 @@ type Worker struct {
 	oldest      atomic.Int64 // nanoseconds
 	tel         *observability.Telemetry
 	ready       atomic.Bool
+	dirLock     *dirlock.Lock
 }
 
 // Option adjusts a Worker.
@@ -98,6 +100,12 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 			w.stopOutbox()
 		}
 	}()
+	// Before anything touches data_dir: two workers on one directory
+	// delete each other's acknowledged events. A *dirlock.HeldError says
+	// which process holds it.
+	if w.dirLock, err = dirlock.Acquire(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	always, interval, err := cfg.Outbox.SyncPolicy()
 	if err != nil {
 		return nil, err
@@ -482,6 +490,10 @@ func (w *Worker) stopOutbox() {
 	}
 	if w.server != nil {
 		w.server.Shutdown()
+	}
+	// Only once the server's files are closed may another worker open them.
+	if err := w.dirLock.Release(); err != nil {
+		w.log.Warn("release data_dir lock", "err", err)
 	}
 }
 

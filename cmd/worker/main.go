@@ -23,6 +23,7 @@ import (
 	"github.com/courierhq/courier/config"
 	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/internal/dirlock"
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/registry"
@@ -223,6 +224,11 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	w, err := worker.Start(startCtx, cfg, version, log, worker.WithTelemetry(tel), worker.WithLogLevel(level))
 	cancel()
+	var held *dirlock.HeldError
+	if errors.As(err, &held) {
+		// Not a failure to retry: the operator started a second worker.
+		return usageError{held.Error()}
+	}
 	if err != nil {
 		return err
 	}

@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -241,4 +243,86 @@ func outboxState(url string) string {
 			info.Name, info.Delivered, info.AckFloor, info.NumPending, info.NumAckPending, info.NumRedelivered, info.NumWaiting)
 	}
 	return out
+}
+
+// TestSecondWorkerOnOneDataDirIsRefused starts a worker, then a second one
+// on the same data_dir with another outbox port: the second must refuse
+// with exit 2 and name the directory and the first one's pid, and nothing
+// the first acknowledged may be lost. After a SIGKILL of the first, a new
+// worker takes the directory at once (the kernel dropped the lock) and
+// delivers every acknowledged event.
+func TestSecondWorkerOnOneDataDirIsRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process test skipped with -short")
+	}
+	rcv := testutil.NewReceiver(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	cfg := writeConfig(t, dir, port, rcv.URL())
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+
+	first := startWorkerProc(t, cfg)
+	pub := waitReady(t, url)
+	defer pub.Close()
+
+	// The second worker: same data_dir, its own port and config file.
+	dir2 := t.TempDir()
+	cfg2 := writeConfig(t, dir2, freePort(t), rcv.URL())
+	raw, err := os.ReadFile(cfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = bytes.Replace(raw, []byte(filepath.Join(dir2, "data")), []byte(filepath.Join(dir, "data")), 1)
+	if err := os.WriteFile(cfg2, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Without a lock the second worker would run on: bound it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	second := exec.CommandContext(ctx, os.Args[0], "run", "--config", cfg2)
+	second.Env = append(os.Environ(), "COURIER_TEST_BE_WORKER=1")
+	var stderr bytes.Buffer
+	second.Stderr = &stderr
+	err = second.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("second worker on the same data_dir: %v, want exit status 2; stderr:\n%s", err, stderr.String())
+	}
+	want := fmt.Sprintf("worker: data_dir %s is in use by process %d", filepath.Join(dir, "data"), first.cmd.Process.Pid)
+	if !strings.Contains(stderr.String(), want) {
+		t.Fatalf("second worker said:\n%s\nwant a line with %q", stderr.String(), want)
+	}
+
+	// The first worker still takes and delivers events, and a read-only
+	// command works beside it (it connects over NATS, never to data_dir).
+	const total = 500
+	ids := make([]string, total)
+	for i := range total {
+		ids[i] = fmt.Sprintf("lock-%03d", i)
+		if _, err := pub.Emit(context.Background(), event.Envelope{ID: ids[i], Type: "VOLUME_CREATE"}); err != nil {
+			t.Fatalf("emit %d: %v", i, err)
+		}
+	}
+	var status bytes.Buffer
+	if err := dispatch(context.Background(), []string{"status", "--config", cfg}, &status, io.Discard); err != nil {
+		t.Fatalf("worker status beside a running worker: %v", err)
+	}
+
+	// SIGKILL leaves no stale lock: a new worker starts on the directory
+	// at once and every acknowledged event reaches the receiver.
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.cmd.Wait()
+	startWorkerProc(t, cfg)
+	pub2 := waitReady(t, url)
+	defer pub2.Close()
+	testutil.Eventually(t, 60*time.Second, func() bool {
+		for _, id := range ids {
+			if rcv.Seen(id) == 0 {
+				return false
+			}
+		}
+		return true
+	}, "all %d acknowledged events delivered after the restart", total)
 }
