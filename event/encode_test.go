@@ -69,8 +69,72 @@ func TestEncodeGlusterIsExactlyGlustersWebhookBody(t *testing.T) {
 	}
 }
 
+func TestEncodeGlusterCarriesCloudStackFieldsInsideMessage(t *testing.T) {
+	at := time.Unix(1719829845, 0)
+	all := `"description":"Successfully completed creating volume. Volume Id: 3","account":"admin",` +
+		`"domain":"ROOT","user":"admin-user","resource_id":"3","resource_type":"Volume"`
+	tests := []struct {
+		name    string
+		data    json.RawMessage
+		fields  func(*event.Envelope)
+		message string
+	}{
+		{"added after the data's own keys, in envelope order", json.RawMessage(`{"name": "gv0", "bricks": 3}`), nil,
+			`{"name":"gv0","bricks":3,` + all + `}`},
+		{"without data, message holds the fields alone", nil, nil, `{` + all + `}`},
+		{"into an empty object with whitespace", json.RawMessage(" { \n } \n"), nil, `{` + all + `}`},
+		{"the data's own keys win", json.RawMessage(`{"account":"from-data","resource_id":7}`), nil,
+			`{"account":"from-data","resource_id":7,"description":"Successfully completed creating volume. Volume Id: 3",` +
+				`"domain":"ROOT","user":"admin-user","resource_type":"Volume"}`},
+		{"only the fields that are set", json.RawMessage(`{"name":"gv0"}`), func(e *event.Envelope) {
+			e.Description, e.Domain, e.User, e.ResourceType = "", "", "", ""
+		}, `{"name":"gv0","account":"admin","resource_id":"3"}`},
+		{"an array message is left as it is", json.RawMessage(`[1, 2]`), nil, `[1,2]`},
+		{"a string message is left as it is", json.RawMessage(`"text"`), nil, `"text"`},
+		{"a null message is left as it is", json.RawMessage(`null`), nil, `null`},
+		{"values are JSON-escaped", json.RawMessage(`{}`), func(e *event.Envelope) {
+			*e = event.Envelope{ID: e.ID, Type: e.Type, Node: e.Node, Time: e.Time,
+				Description: "line 1\n\"quoted\" \\ é"}
+		}, `{"description":"line 1\n\"quoted\" \\ é"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := withCloudStackFields(validEnvelope())
+			e.Node, e.Type, e.Time, e.Data = "node-1", "VOLUME_CREATE", at, tt.data
+			if tt.fields != nil {
+				tt.fields(&e)
+			}
+			body, _, err := event.Encode(event.FormatGluster, &e)
+			if err != nil {
+				t.Fatalf("Encode: %v", err)
+			}
+			want := `{"nodeid":"node-1","ts":1719829845,"event":"VOLUME_CREATE","message":` + tt.message + `}`
+			if string(body) != want {
+				t.Errorf("body =\n%s\nwant\n%s", body, want)
+			}
+			var fields map[string]json.RawMessage
+			if err := json.Unmarshal(body, &fields); err != nil {
+				t.Fatalf("body is not a JSON object: %v", err)
+			}
+			if got := slices.Sorted(maps.Keys(fields)); !slices.Equal(got, []string{"event", "message", "nodeid", "ts"}) {
+				t.Errorf("body fields = %v, want exactly nodeid, ts, event, message", got)
+			}
+		})
+	}
+}
+
+func TestEncodeGlusterReportsDataThatIsNotJSON(t *testing.T) {
+	e := withCloudStackFields(validEnvelope())
+	e.Data = json.RawMessage(`{"name":`)
+	if body, _, err := event.Encode(event.FormatGluster, &e); err == nil {
+		t.Fatalf("Encode = %s, nil; want an error for data that is not JSON", body)
+	} else if !strings.Contains(err.Error(), e.ID) {
+		t.Errorf("error %q does not name the event", err)
+	}
+}
+
 func TestEncodeCloudEventsStructured(t *testing.T) {
-	e := validEnvelope()
+	e := withCloudStackFields(validEnvelope())
 	e.Time = time.Date(2024, 7, 1, 14, 30, 45, 123456789, time.FixedZone("CEST", 2*60*60))
 	body, ct, err := event.Encode(event.FormatCloudEvents, &e)
 	if err != nil {
@@ -102,6 +166,12 @@ func TestEncodeCloudEventsStructured(t *testing.T) {
 		"state":           "Completed",
 		"startid":         e.StartID,
 		"node":            e.Node,
+		"description":     "Successfully completed creating volume. Volume Id: 3",
+		"account":         "admin",
+		"domain":          "ROOT",
+		"user":            "admin-user",
+		"resourceid":      "3",
+		"resourcetype":    "Volume",
 	}
 	for name, want := range wantStrings {
 		if s := str(name); s != want {
@@ -124,10 +194,15 @@ func TestEncodeCloudEventsStructured(t *testing.T) {
 	if names := slices.Sorted(maps.Keys(got)); !slices.Equal(names, slices.Sorted(slices.Values(wantNames))) {
 		t.Errorf("attributes = %v, want %v", names, slices.Sorted(slices.Values(wantNames)))
 	}
-	// CloudEvents 1.0: attribute names consist of lower-case ASCII letters
-	// and digits only.
-	valid := regexp.MustCompile(`^[a-z0-9]+$`)
-	for name := range got {
+	checkCloudEventsNames(t, slices.Collect(maps.Keys(got)))
+}
+
+// checkCloudEventsNames fails for a name CloudEvents 1.0 does not allow:
+// lower-case ASCII letters and digits only, and at most 20 of them.
+func checkCloudEventsNames(t *testing.T, names []string) {
+	t.Helper()
+	valid := regexp.MustCompile(`^[a-z0-9]{1,20}$`)
+	for _, name := range names {
 		if !valid.MatchString(name) {
 			t.Errorf("attribute name %q is not a valid CloudEvents attribute name", name)
 		}
@@ -149,7 +224,7 @@ func TestEncodeCloudEventsStructuredOmitsEmptyOptionalAttributes(t *testing.T) {
 func TestEncodeCourierIsTheEnvelopeItself(t *testing.T) {
 	for _, f := range []event.Format{"", event.FormatCourier} {
 		t.Run(string(f), func(t *testing.T) {
-			e := validEnvelope()
+			e := withCloudStackFields(validEnvelope())
 			body, ct, err := event.Encode(f, &e)
 			if err != nil {
 				t.Fatalf("Encode: %v", err)
@@ -163,7 +238,9 @@ func TestEncodeCourierIsTheEnvelopeItself(t *testing.T) {
 			}
 			if back.ID != e.ID || back.Type != e.Type || back.Source != e.Source || back.Node != e.Node ||
 				!back.Time.Equal(e.Time) || back.Key != e.Key || back.Level != e.Level ||
-				back.State != e.State || back.StartID != e.StartID || string(back.Data) != string(e.Data) {
+				back.State != e.State || back.StartID != e.StartID || string(back.Data) != string(e.Data) ||
+				back.Description != e.Description || back.Account != e.Account || back.Domain != e.Domain ||
+				back.User != e.User || back.ResourceID != e.ResourceID || back.ResourceType != e.ResourceType {
 				t.Errorf("round trip = %+v, want %+v", back, e)
 			}
 		})
@@ -196,13 +273,27 @@ func TestCloudEventsBinary(t *testing.T) {
 			name: "every attribute",
 			e: event.Envelope{ID: "id-1", Type: "VOLUME_CREATE", Source: "glusterd", Node: "n1", Time: at,
 				Key: "gv0", Level: event.LevelWarn, State: event.StateStarted, StartID: "s1",
+				Description: "Creating volume. Volume Id: 3", Account: "admin", Domain: "ROOT",
+				User: "admin-user", ResourceID: "3", ResourceType: "Volume",
 				Data: json.RawMessage(`{"name":"gv0"}`)},
 			wantAttrs: map[string]string{
 				"specversion": "1.0", "id": "id-1", "source": "glusterd", "type": "VOLUME_CREATE",
 				"time": "2024-07-01T12:30:45.000000005Z", "subject": "gv0", "level": "WARN",
 				"state": "Started", "startid": "s1", "node": "n1",
+				"description": "Creating volume. Volume Id: 3", "account": "admin", "domain": "ROOT",
+				"user": "admin-user", "resourceid": "3", "resourcetype": "Volume",
 			},
 			wantData: `{"name":"gv0"}`,
+		},
+		{
+			name: "some CloudStack attributes",
+			e: event.Envelope{ID: "id-3", Type: "x", Source: "courier", Time: at,
+				Account: "admin", ResourceType: "Volume"},
+			wantAttrs: map[string]string{
+				"specversion": "1.0", "id": "id-3", "source": "courier", "type": "x",
+				"time": "2024-07-01T12:30:45.000000005Z", "account": "admin", "resourcetype": "Volume",
+			},
+			wantData: `{}`,
 		},
 		{
 			name: "empty optional attributes are left out and data defaults to an empty object",
@@ -226,6 +317,7 @@ func TestCloudEventsBinary(t *testing.T) {
 			if ct != "application/json" {
 				t.Errorf("content type = %q, want application/json (the data's type)", ct)
 			}
+			checkCloudEventsNames(t, slices.Collect(maps.Keys(attrs)))
 		})
 	}
 }

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -35,16 +38,24 @@ const (
 
 // Envelope is one event as stored in the outbox and handed to sinks.
 type Envelope struct {
-	ID      string          `json:"id"`
-	Type    string          `json:"type"`
-	Source  string          `json:"source,omitempty"`
-	Node    string          `json:"node,omitempty"`
-	Time    time.Time       `json:"time"`
-	Key     string          `json:"key,omitempty"`
-	Level   Level           `json:"level,omitempty"`
-	State   State           `json:"state,omitempty"`
-	StartID string          `json:"start_id,omitempty"`
-	Data    json.RawMessage `json:"data,omitempty"`
+	ID      string    `json:"id"`
+	Type    string    `json:"type"`
+	Source  string    `json:"source,omitempty"`
+	Node    string    `json:"node,omitempty"`
+	Time    time.Time `json:"time"`
+	Key     string    `json:"key,omitempty"`
+	Level   Level     `json:"level,omitempty"`
+	State   State     `json:"state,omitempty"`
+	StartID string    `json:"start_id,omitempty"`
+	// CloudStack's descriptive fields: what its event log shows and whom
+	// the event belongs to. Courier routes on none of them.
+	Description  string          `json:"description,omitempty"`
+	Account      string          `json:"account,omitempty"`
+	Domain       string          `json:"domain,omitempty"`
+	User         string          `json:"user,omitempty"`
+	ResourceID   string          `json:"resource_id,omitempty"`
+	ResourceType string          `json:"resource_type,omitempty"`
+	Data         json.RawMessage `json:"data,omitempty"`
 
 	// encoded is the envelope as it was read (DecodeStored), which is what
 	// encoding it in Courier's format gives again: a delivery sends it
@@ -137,8 +148,47 @@ func (e *Envelope) Validate() error {
 	default:
 		return fmt.Errorf("%w: state %q: want Created, Scheduled, Started or Completed", ErrInvalid, e.State)
 	}
+	if err := checkText("description", e.Description, maxDescriptionBytes, true); err != nil {
+		return err
+	}
+	for _, f := range []struct{ name, value string }{
+		{"account", e.Account}, {"domain", e.Domain}, {"user", e.User},
+		{"resource_id", e.ResourceID}, {"resource_type", e.ResourceType},
+	} {
+		if err := checkText(f.name, f.value, maxNameBytes, false); err != nil {
+			return err
+		}
+	}
 	if len(e.Data) > 0 && !json.Valid(e.Data) {
 		return fmt.Errorf("%w: data is not valid JSON", ErrInvalid)
+	}
+	return nil
+}
+
+// Bounds on the descriptive fields. They travel as CloudEvents binary-mode
+// headers too, where a receiver's header size limit applies; a description
+// is prose for a person, the others are names and ids.
+const (
+	maxDescriptionBytes = 4096
+	maxNameBytes        = 255
+)
+
+// checkText rejects what would not survive as a header value or a log line:
+// invalid UTF-8 and, unless allowControl (a description may span lines),
+// control characters.
+func checkText(field, v string, maxBytes int, allowControl bool) error {
+	if len(v) > maxBytes {
+		return fmt.Errorf("%w: %s is %d bytes long, at most %d allowed", ErrInvalid, field, len(v), maxBytes)
+	}
+	if !utf8.ValidString(v) {
+		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalid, field)
+	}
+	if allowControl {
+		return nil
+	}
+	if i := strings.IndexFunc(v, unicode.IsControl); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(v[i:])
+		return fmt.Errorf("%w: %s %q: control character %U at byte %d", ErrInvalid, field, v, r, i)
 	}
 	return nil
 }

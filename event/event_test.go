@@ -30,6 +30,17 @@ func validEnvelope() event.Envelope {
 	}
 }
 
+// withCloudStackFields sets every CloudStack field of e.
+func withCloudStackFields(e event.Envelope) event.Envelope {
+	e.Description = "Successfully completed creating volume. Volume Id: 3"
+	e.Account = "admin"
+	e.Domain = "ROOT"
+	e.User = "admin-user"
+	e.ResourceID = "3"
+	e.ResourceType = "Volume"
+	return e
+}
+
 func TestValidateAcceptsWellFormedEnvelopes(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -55,6 +66,21 @@ func TestValidateAcceptsWellFormedEnvelopes(t *testing.T) {
 		{"array data", func(e *event.Envelope) { e.Data = json.RawMessage(`[1,2,3]`) }},
 		{"string data", func(e *event.Envelope) { e.Data = json.RawMessage(`"text"`) }},
 		{"data with whitespace", func(e *event.Envelope) { e.Data = json.RawMessage(" {\"a\": [true, null]}\n") }},
+		{"every CloudStack field", func(e *event.Envelope) { *e = withCloudStackFields(*e) }},
+		{"description of 4096 bytes", func(e *event.Envelope) { e.Description = strings.Repeat("d", 4096) }},
+		{"description over several lines, with a tab", func(e *event.Envelope) {
+			e.Description = "Error while creating volume.\n\tVolume Id: 3\r\n"
+		}},
+		{"non-ASCII description", func(e *event.Envelope) { e.Description = "Volume « données » créé" }},
+		{"account of 255 bytes", func(e *event.Envelope) { e.Account = strings.Repeat("a", 255) }},
+		{"domain of 255 bytes", func(e *event.Envelope) { e.Domain = strings.Repeat("d", 255) }},
+		{"user of 255 bytes", func(e *event.Envelope) { e.User = strings.Repeat("u", 255) }},
+		{"resource_id of 255 bytes", func(e *event.Envelope) { e.ResourceID = strings.Repeat("r", 255) }},
+		{"resource_type of 255 bytes", func(e *event.Envelope) { e.ResourceType = strings.Repeat("t", 255) }},
+		{"names with spaces, slashes and non-ASCII letters", func(e *event.Envelope) {
+			e.Account, e.Domain, e.User = "Jürgen Müller", "ROOT/sub domain", "jürgen@example.com"
+			e.ResourceID, e.ResourceType = "0190f5c2-7d3e-7c4a-9a7b-1f2e3d4c5b6a", "Network ACL"
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,6 +123,28 @@ func TestValidateRejectsMalformedEnvelopes(t *testing.T) {
 		{"truncated data", func(e *event.Envelope) { e.Data = json.RawMessage(`{"name":`) }, "data is not valid JSON"},
 		{"data that is not JSON", func(e *event.Envelope) { e.Data = json.RawMessage(`name=gv0`) }, "data is not valid JSON"},
 		{"data with two values", func(e *event.Envelope) { e.Data = json.RawMessage(`{} {}`) }, "data is not valid JSON"},
+		{"description of 4097 bytes", func(e *event.Envelope) { e.Description = strings.Repeat("d", 4097) }, "description is 4097 bytes long, at most 4096"},
+		{"description of 4096 bytes with a multi-byte character past them", func(e *event.Envelope) {
+			e.Description = strings.Repeat("d", 4095) + "é"
+		}, "description is 4097 bytes long"},
+		{"description that is not UTF-8", func(e *event.Envelope) { e.Description = "Volume \xff" }, "description is not valid UTF-8"},
+		{"account of 256 bytes", func(e *event.Envelope) { e.Account = strings.Repeat("a", 256) }, "account is 256 bytes long, at most 255"},
+		{"domain of 256 bytes", func(e *event.Envelope) { e.Domain = strings.Repeat("d", 256) }, "domain is 256 bytes long, at most 255"},
+		{"user of 256 bytes", func(e *event.Envelope) { e.User = strings.Repeat("u", 256) }, "user is 256 bytes long, at most 255"},
+		{"resource_id of 256 bytes", func(e *event.Envelope) { e.ResourceID = strings.Repeat("r", 256) }, "resource_id is 256 bytes long, at most 255"},
+		{"resource_type of 256 bytes", func(e *event.Envelope) { e.ResourceType = strings.Repeat("t", 256) }, "resource_type is 256 bytes long, at most 255"},
+		{"account that is not UTF-8", func(e *event.Envelope) { e.Account = "adm\xc3" }, "account is not valid UTF-8"},
+		{"domain that is not UTF-8", func(e *event.Envelope) { e.Domain = "\xff" }, "domain is not valid UTF-8"},
+		{"user that is not UTF-8", func(e *event.Envelope) { e.User = "\xed\xa0\x80" }, "user is not valid UTF-8"},
+		{"resource_id that is not UTF-8", func(e *event.Envelope) { e.ResourceID = "3\x80" }, "resource_id is not valid UTF-8"},
+		{"resource_type that is not UTF-8", func(e *event.Envelope) { e.ResourceType = "Vol\xfe" }, "resource_type is not valid UTF-8"},
+		{"account with a newline", func(e *event.Envelope) { e.Account = "admin\nX-Injected: 1" }, "account \"admin\\nX-Injected: 1\": control character U+000A at byte 5"},
+		{"domain with a tab", func(e *event.Envelope) { e.Domain = "ROOT\tsub" }, "domain \"ROOT\\tsub\": control character U+0009 at byte 4"},
+		{"user with a NUL", func(e *event.Envelope) { e.User = "admin\x00" }, "user \"admin\\x00\": control character U+0000 at byte 5"},
+		{"resource_id with a carriage return", func(e *event.Envelope) { e.ResourceID = "3\r" }, "resource_id \"3\\r\": control character U+000D at byte 1"},
+		{"resource_type with DEL", func(e *event.Envelope) { e.ResourceType = "Vol\x7f" }, "resource_type \"Vol\\x7f\": control character U+007F at byte 3"},
+		{"account with a C1 control (NEL)", func(e *event.Envelope) { e.Account = "é\u0085" }, "account \"é\\u0085\": control character U+0085 at byte 2"},
+		{"resource_type with an escape sequence", func(e *event.Envelope) { e.ResourceType = "\x1b[31mVolume" }, "resource_type"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,6 +161,60 @@ func TestValidateRejectsMalformedEnvelopes(t *testing.T) {
 				t.Errorf("Validate() = %q, want it to contain %q", err, tt.wantMsg)
 			}
 		})
+	}
+}
+
+func TestCloudStackFieldsRoundTripThroughJSON(t *testing.T) {
+	in := withCloudStackFields(validEnvelope())
+	in.Description = "Error while creating volume.\n\"gv0\" <is> & stays"
+	b, err := json.Marshal(&in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names map[string]json.RawMessage
+	if err := json.Unmarshal(b, &names); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"description": in.Description, "account": "admin", "domain": "ROOT",
+		"user": "admin-user", "resource_id": "3", "resource_type": "Volume",
+	}
+	for name, v := range want {
+		var got string
+		if err := json.Unmarshal(names[name], &got); err != nil || got != v {
+			t.Errorf("JSON field %s = %s, want %q", name, names[name], v)
+		}
+	}
+	for _, decode := range []struct {
+		name string
+		fn   func([]byte) (event.Envelope, error)
+	}{{"Decode", event.Decode}, {"DecodeStored", event.DecodeStored}} {
+		t.Run(decode.name, func(t *testing.T) {
+			back, err := decode.fn(b)
+			if err != nil {
+				t.Fatalf("%s: %v", decode.name, err)
+			}
+			if back.Description != in.Description || back.Account != in.Account || back.Domain != in.Domain ||
+				back.User != in.User || back.ResourceID != in.ResourceID || back.ResourceType != in.ResourceType {
+				t.Errorf("round trip = %+v, want %+v", back, in)
+			}
+			if err := back.Validate(); err != nil {
+				t.Errorf("the decoded envelope does not validate: %v", err)
+			}
+		})
+	}
+}
+
+func TestCloudStackFieldsAreLeftOutWhenEmpty(t *testing.T) {
+	e := validEnvelope()
+	b, err := json.Marshal(&e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"description", "account", "domain", "user", "resource_id", "resource_type"} {
+		if strings.Contains(string(b), `"`+name+`"`) {
+			t.Errorf("empty %s is in the encoded envelope: %s", name, b)
+		}
 	}
 }
 
@@ -202,7 +304,8 @@ func TestCompleteGivesIncreasingIDs(t *testing.T) {
 func TestDecodeAcceptsOneEnvelope(t *testing.T) {
 	in := `{"id":"id-1","type":"VOLUME_CREATE","source":"glusterd","node":"n1",` +
 		`"time":"2024-07-01T12:30:45.5Z","key":"gv0","level":"WARN","state":"Started",` +
-		`"start_id":"s1","data":{"name":"gv0"}}`
+		`"start_id":"s1","description":"Volume created","account":"admin","domain":"ROOT",` +
+		`"user":"u1","resource_id":"3","resource_type":"Volume","data":{"name":"gv0"}}`
 	tests := []struct {
 		name string
 		in   string
@@ -221,11 +324,15 @@ func TestDecodeAcceptsOneEnvelope(t *testing.T) {
 				ID: "id-1", Type: "VOLUME_CREATE", Source: "glusterd", Node: "n1",
 				Time: time.Date(2024, 7, 1, 12, 30, 45, 5e8, time.UTC), Key: "gv0",
 				Level: event.LevelWarn, State: event.StateStarted, StartID: "s1",
+				Description: "Volume created", Account: "admin", Domain: "ROOT", User: "u1",
+				ResourceID: "3", ResourceType: "Volume",
 				Data: json.RawMessage(`{"name":"gv0"}`),
 			}
 			if e.ID != want.ID || e.Type != want.Type || e.Source != want.Source || e.Node != want.Node ||
 				!e.Time.Equal(want.Time) || e.Key != want.Key || e.Level != want.Level ||
-				e.State != want.State || e.StartID != want.StartID || string(e.Data) != string(want.Data) {
+				e.State != want.State || e.StartID != want.StartID || string(e.Data) != string(want.Data) ||
+				e.Description != want.Description || e.Account != want.Account || e.Domain != want.Domain ||
+				e.User != want.User || e.ResourceID != want.ResourceID || e.ResourceType != want.ResourceType {
 				t.Errorf("Decode = %+v, want %+v", e, want)
 			}
 		})

@@ -3,6 +3,9 @@
 // spool from which a later run sends them with the same ids.
 //
 //	emit --type VOLUME_CREATE --key gv1 --data '{"name":"gv1"}'
+//	emit --type VOLUME.CREATE --state Completed --account admin \
+//	     --resource-id 3 --resource-type Volume \
+//	     --description "Successfully completed creating volume. Volume Id: 3"
 //	emit --file events.jsonl          # one envelope per line; - for stdin
 //	emit --flush                      # only send what the spool holds
 package main
@@ -41,12 +44,20 @@ type options struct {
 	flush        bool
 }
 
-const usage = `usage: emit --type TYPE [--key K] [--level L] [--data JSON] | emit --file FILE|- | emit --flush
+const usage = `usage: emit --type TYPE [--key K] [--level L] [--state S] [--start-id ID]
+            [--description TEXT] [--account A] [--domain D] [--user U]
+            [--resource-id ID] [--resource-type T] [--data JSON]
+       emit --file FILE|-
+       emit --flush
 
 emit prints the event id once the outbox stored it. When the outbox cannot
 be reached or does not acknowledge, the event is fsynced in the spool
 (--spool) instead, its id printed and the exit status 0: a later emit run,
 or emit --flush, sends it with the same id. --no-spool fails instead.
+
+With --file, every line is a whole envelope (its fields are those of the
+flags: "level", "start_id", "description", "resource_id", ...); the event
+flags do not apply to it, only --node fills in lines that have no node.
 
 `
 
@@ -196,6 +207,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar((*string)(&o.env.Level), "level", "", "INFO, WARN or ERROR (default INFO)")
 	fs.StringVar((*string)(&o.env.State), "state", "", "Created, Scheduled, Started or Completed")
 	fs.StringVar(&o.env.StartID, "start-id", "", "id of the event that started this job")
+	fs.StringVar(&o.env.Description, "description", "", "what happened, for a person (CloudStack's description), e.g. \"Successfully completed creating volume. Volume Id: 3\"")
+	fs.StringVar(&o.env.Account, "account", "", "account the event belongs to")
+	fs.StringVar(&o.env.Domain, "domain", "", "domain of the account")
+	fs.StringVar(&o.env.User, "user", "", "user who caused the event")
+	fs.StringVar(&o.env.ResourceID, "resource-id", "", "id of the resource the event is about")
+	fs.StringVar(&o.env.ResourceType, "resource-type", "", "type of that resource, e.g. Volume")
 	fs.StringVar(&o.env.Source, "source", "", "source of the event")
 	fs.StringVar(&o.env.Node, "node", "", "node id (default: host name)")
 	fs.StringVar(&o.data, "data", "", "event data, as JSON")

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/courierhq/courier/delivery"
+	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/testutil"
 	"github.com/courierhq/courier/outbox"
 )
@@ -113,6 +114,37 @@ func storedIDs(t *testing.T, js jetstream.JetStream) []string {
 	return ids
 }
 
+// storedEnvelopes returns the events in the outbox stream, in order.
+func storedEnvelopes(t *testing.T, js jetstream.JetStream) []event.Envelope {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, outbox.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []event.Envelope
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("read stream message %d: %v", seq, err)
+		}
+		// Strict, so that a field emit stores under a wrong name fails.
+		e, err := event.Decode(m.Data)
+		if err != nil {
+			t.Fatalf("stream message %d is not an envelope: %v: %s", seq, err, m.Data)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
 // oneErrorLine checks that stderr is exactly one "emit: ..." line that
 // contains want.
 func oneErrorLine(t *testing.T, r result, want string) {
@@ -156,6 +188,71 @@ func TestEmitPrintsNewUUIDAndEventReachesSink(t *testing.T) {
 	}
 }
 
+func TestEmitCloudStackFlagsReachTheStoredEnvelope(t *testing.T) {
+	url, js := outboxWithSink(t, outbox.Limits{})
+	desc := "Successfully completed creating volume. Volume Id: 3"
+	r := emit(t, "", "--url", url, "--id", "cs-1", "--type", "VOLUME.CREATE",
+		"--state", "Completed", "--level", "INFO", "--start-id", "cs-0",
+		"--description", desc, "--account", "admin", "--domain", "ROOT", "--user", "admin-user",
+		"--resource-id", "3", "--resource-type", "Volume")
+	if r.code != 0 || r.stdout != "cs-1\n" || r.stderr != "" {
+		t.Fatalf("emit: %v; want exit 0 and the id", r)
+	}
+	got := storedEnvelopes(t, js)
+	if len(got) != 1 {
+		t.Fatalf("stored %d events, want 1", len(got))
+	}
+	e := got[0]
+	want := map[string][2]string{
+		"description":   {e.Description, desc},
+		"account":       {e.Account, "admin"},
+		"domain":        {e.Domain, "ROOT"},
+		"user":          {e.User, "admin-user"},
+		"resource_id":   {e.ResourceID, "3"},
+		"resource_type": {e.ResourceType, "Volume"},
+		"state":         {string(e.State), "Completed"},
+		"start_id":      {e.StartID, "cs-0"},
+	}
+	for name, gw := range want {
+		if gw[0] != gw[1] {
+			t.Errorf("stored %s = %q, want %q", name, gw[0], gw[1])
+		}
+	}
+}
+
+func TestEmitWithoutCloudStackFlagsStoresNoCloudStackFields(t *testing.T) {
+	url, js := outboxWithSink(t, outbox.Limits{})
+	if r := emit(t, "", "--url", url, "--id", "plain-1", "--type", "T"); r.code != 0 {
+		t.Fatalf("emit: %v", r)
+	}
+	got := storedEnvelopes(t, js)
+	if len(got) != 1 {
+		t.Fatalf("stored %d events, want 1", len(got))
+	}
+	if e := got[0]; e.Description != "" || e.Account != "" || e.Domain != "" || e.User != "" || e.ResourceID != "" || e.ResourceType != "" {
+		t.Errorf("stored %+v, want no CloudStack fields", e)
+	}
+}
+
+func TestEmitFileCarriesCloudStackFields(t *testing.T) {
+	url, js := outboxWithSink(t, outbox.Limits{})
+	stdin := `{"id":"csf-1","type":"VOLUME.CREATE","description":"Volume Id: 3","account":"admin",` +
+		`"domain":"ROOT","user":"u1","resource_id":"3","resource_type":"Volume"}` + "\n" +
+		`{"id":"csf-2","type":"T","account":"bad\u0007"}` + "\n"
+	r := emit(t, stdin, "--url", url, "--file", "-")
+	if r.code != 1 || !strings.Contains(r.stderr, "emit: line 2: ") || !strings.Contains(r.stderr, "account") {
+		t.Fatalf("emit --file: %v; want line 2 refused for its account", r)
+	}
+	got := storedEnvelopes(t, js)
+	if len(got) != 1 {
+		t.Fatalf("stored %d events, want line 1 only", len(got))
+	}
+	if e := got[0]; e.ID != "csf-1" || e.Description != "Volume Id: 3" || e.Account != "admin" || e.Domain != "ROOT" ||
+		e.User != "u1" || e.ResourceID != "3" || e.ResourceType != "Volume" {
+		t.Errorf("stored %+v, want line 1's CloudStack fields", e)
+	}
+}
+
 func TestEmitSameIDTwiceStoresOnce(t *testing.T) {
 	url, js := outboxWithSink(t, outbox.Limits{})
 	for i := range 2 {
@@ -185,6 +282,12 @@ func TestEmitRejectsBadInputWithOneLineMessage(t *testing.T) {
 		{"undefined flag", []string{"--type", "T", "--colour", "red"}, 2, "colour"},
 		{"level not known", []string{"--type", "T", "--level", "LOUD"}, 2, `level "LOUD"`},
 		{"state not known", []string{"--type", "T", "--state", "Finished"}, 2, `state "Finished"`},
+		{"description too long", []string{"--type", "T", "--description", strings.Repeat("d", 4097)}, 2, "description is 4097 bytes long"},
+		{"account with a newline", []string{"--type", "T", "--account", "admin\nroot"}, 2, "account"},
+		{"domain too long", []string{"--type", "T", "--domain", strings.Repeat("d", 256)}, 2, "domain is 256 bytes long"},
+		{"user with a tab", []string{"--type", "T", "--user", "a\tb"}, 2, "user"},
+		{"resource id with a control character", []string{"--type", "T", "--resource-id", "3\x1b"}, 2, "resource_id"},
+		{"resource type not UTF-8", []string{"--type", "T", "--resource-type", "Vol\xff"}, 2, "resource_type is not valid UTF-8"},
 		{"type with spaces", []string{"--type", "VOLUME CREATE"}, 2, `type "VOLUME CREATE"`},
 		{"type with a wildcard", []string{"--type", "VOLUME.*"}, 2, `type "VOLUME.*"`},
 		{"id with spaces", []string{"--type", "T", "--id", "a b"}, 2, `id "a b"`},
