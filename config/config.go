@@ -40,6 +40,8 @@ type File struct {
 	// Cluster joins this node's embedded outbox to others' (absent: one
 	// node on its own).
 	Cluster Cluster `yaml:"cluster"`
+	// EventLog keeps every event and delivery attempt, queryable.
+	EventLog EventLog `yaml:"event_log"`
 	// ShutdownTimeout bounds how long in-flight deliveries may finish on
 	// SIGTERM before they are handed back to the outbox.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -73,6 +75,34 @@ type Admin struct {
 	// or give TokenFile instead. Without either, the API is off.
 	Token     string `yaml:"token"`
 	TokenFile string `yaml:"token_file"`
+	// AccountTokens map account names to tokens that read and manage only
+	// that account's events in the event log, and nothing else. A value
+	// is the token itself (write ${NAME}) or file:PATH to read it from.
+	AccountTokens map[string]string `yaml:"account_tokens"`
+}
+
+// Accounts returns the account tokens, read from their files, as a map
+// from token to account name.
+func (a Admin) Accounts() (map[string]string, error) {
+	out := make(map[string]string, len(a.AccountTokens))
+	for account, v := range a.AccountTokens {
+		token := v
+		if path, ok := strings.CutPrefix(v, "file:"); ok {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return nil, fmt.Errorf("admin.account_tokens.%s: %w", account, err)
+			}
+			token = strings.TrimSpace(string(b))
+		}
+		if len(token) < 16 {
+			return nil, fmt.Errorf("admin.account_tokens.%s is shorter than 16 characters: use a long random token (openssl rand -hex 32)", account)
+		}
+		if other, dup := out[token]; dup {
+			return nil, fmt.Errorf("admin.account_tokens: accounts %s and %s share a token", other, account)
+		}
+		out[token] = account
+	}
+	return out, nil
 }
 
 // APIToken is the admin API's token ("" when the API is off).
@@ -172,10 +202,32 @@ type Outbox struct {
 	// DuplicateWindow is how long a re-emitted event id is recognised.
 	DuplicateWindow  time.Duration `yaml:"duplicate_window"`
 	DeadLetterMaxAge time.Duration `yaml:"dead_letter_max_age"`
-	// AttemptLogMaxBytes caps the in-memory attempt log (one record per
-	// delivery attempt, for `worker attempts`); the oldest records go first.
+	// AttemptLogMaxBytes caps the attempts stream, which carries batches
+	// of attempt records to every node's event log; the oldest go first.
 	AttemptLogMaxBytes ByteSize `yaml:"attempt_log_max_bytes"`
 }
+
+// EventLog configures the durable, queryable history of events and
+// delivery attempts each node keeps.
+type EventLog struct {
+	// Enabled is true unless set false (a pure pipeline keeps no history).
+	Enabled *bool `yaml:"enabled"`
+	// URL, postgres://..., writes the log to a shared PostgreSQL database;
+	// empty keeps it in a SQLite file in data_dir. ${NAME} keeps the
+	// password out of the file.
+	URL string `yaml:"url"`
+	// MaxLag is how far behind the outbox the log may fall and still hold
+	// delivered events in it (default 1h; also never more than a quarter
+	// of outbox.max_bytes). Past it the outbox is trimmed without waiting:
+	// delivery never stops because the log is slow.
+	MaxLag time.Duration `yaml:"max_lag"`
+}
+
+// On reports whether the event log is kept.
+func (e EventLog) On() bool { return e.Enabled == nil || *e.Enabled }
+
+// MaxLagBytes is the most outbox bytes a lagging log may hold back.
+func (f *File) MaxLagBytes() int64 { return int64(f.Outbox.MaxBytes) / 4 }
 
 // SinkCommon holds the settings every kind of sink has.
 type SinkCommon struct {
@@ -316,6 +368,7 @@ const (
 	DefaultAttemptLogMaxBytes = 64 << 20
 	DefaultConcurrency        = 16
 	DefaultShutdownTimeout    = 15 * time.Second
+	DefaultEventLogMaxLag     = time.Hour
 )
 
 // Load reads and validates the file at path.
@@ -621,6 +674,9 @@ func (f *File) setDefaults() {
 	if f.ShutdownTimeout == 0 {
 		f.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if f.EventLog.MaxLag == 0 {
+		f.EventLog.MaxLag = DefaultEventLogMaxLag
+	}
 	for i := range f.Sinks {
 		f.Sinks[i].applyDefaults(BuiltinSinkDefaults(o.MaxAge))
 	}
@@ -654,6 +710,15 @@ func (f *File) Validate() error {
 	}
 	if f.Outbox.MaxEventSize > 64<<20 {
 		return fmt.Errorf("outbox.max_event_size %d is above the 64MiB limit", f.Outbox.MaxEventSize)
+	}
+	if u := f.EventLog.URL; u != "" && !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
+		return errors.New("event_log.url: want postgres://user:password@host/database (empty: SQLite in data_dir)")
+	}
+	if f.EventLog.MaxLag < 0 {
+		return fmt.Errorf("event_log.max_lag %s: want a positive duration", f.EventLog.MaxLag)
+	}
+	if _, err := f.Admin.Accounts(); err != nil {
+		return err
 	}
 	if f.Admin.Token != "" && f.Admin.TokenFile != "" {
 		return errors.New("admin.token and admin.token_file exclude each other")

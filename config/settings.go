@@ -13,7 +13,18 @@ import (
 type Settings struct {
 	LogLevel string
 	Sink     SinkDefaults
+	// EventPurgeDelay is how many days the event log keeps an event (0:
+	// for ever), and EventPurgeInterval how often it purges, as
+	// CloudStack's event.purge.delay and event.purge.interval.
+	EventPurgeDelay    int
+	EventPurgeInterval time.Duration
 }
+
+// Event log purge defaults, CloudStack's.
+const (
+	DefaultEventPurgeDelay    = 15 // days
+	DefaultEventPurgeInterval = 24 * time.Hour
+)
 
 // Setting describes one name `worker config get|set|reset` accepts.
 type Setting struct {
@@ -48,6 +59,19 @@ var settings = []Setting{
 			return nil
 		},
 	},
+	{
+		Name: "event-purge-delay", Description: "days the event log keeps an event; 0 keeps events for ever",
+		get: func(s Settings) string { return strconv.Itoa(s.EventPurgeDelay) },
+		set: func(s *Settings, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 36500 {
+				return fmt.Errorf("want a whole number of days from 0 (never purge) to 36500, got %q", v)
+			}
+			s.EventPurgeDelay = n
+			return nil
+		},
+	},
+	durationSetting("event-purge-interval", "how often the event log purges events older than event-purge-delay", func(s *Settings) *time.Duration { return &s.EventPurgeInterval }),
 	durationSetting("retry-initial", "delay before the second attempt", func(s *Settings) *time.Duration { return &s.Sink.Retry.Initial }),
 	durationSetting("retry-max-interval", "longest delay between two attempts", func(s *Settings) *time.Duration { return &s.Sink.Retry.MaxInterval }),
 	durationSetting("retry-max-age", "how long after it was stored an undelivered event is dead-lettered", func(s *Settings) *time.Duration { return &s.Sink.Retry.MaxAge }),
@@ -115,7 +139,8 @@ func lookupSetting(name string) (Setting, error) {
 // BaseSettings are the settings before any override: the file's log level
 // and the built-in sink defaults.
 func (f *File) BaseSettings() Settings {
-	return Settings{LogLevel: f.Log.Level, Sink: BuiltinSinkDefaults(f.Outbox.MaxAge)}
+	return Settings{LogLevel: f.Log.Level, Sink: BuiltinSinkDefaults(f.Outbox.MaxAge),
+		EventPurgeDelay: DefaultEventPurgeDelay, EventPurgeInterval: DefaultEventPurgeInterval}
 }
 
 // Get returns a setting's value.

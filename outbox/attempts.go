@@ -4,19 +4,29 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// StreamAttempts is the attempt log: one record per delivery attempt, so an
-// operator can see why an event's delivery failed. It is kept in memory
-// (a record per attempt must not cost an fsync each), for a bounded time and
-// size: a restart of the node's server clears it.
+// StreamAttempts carries delivery attempts to every node's event log: each
+// message is a batch of attempt records from one node, so logging costs a
+// few acknowledged publishes a second, never one per attempt. It is a file
+// stream, replicated like the outbox, and keeps a batch for a bounded time
+// and size: long enough for a node that was down to read what it missed.
 const StreamAttempts = "COURIER_ATTEMPTS"
 
 const subjectAttempts = "courier.attempts."
+
+// SubjectLogOps carries archive and delete requests in the attempts stream,
+// in order with the attempts, so every node's log applies them.
+const SubjectLogOps = "courier.logops"
+
+// AttemptsSubjects are the subjects of the attempts stream.
+func AttemptsSubjects() []string { return []string{subjectAttempts + ">", SubjectLogOps} }
 
 // Attempt is one delivery attempt of one event to one sink.
 type Attempt struct {
@@ -32,60 +42,159 @@ type Attempt struct {
 	At       time.Time     `json:"at"`
 }
 
-// AttemptLog records and reads attempts.
-type AttemptLog struct {
-	js jetstream.JetStream
-	nc *nats.Conn
-}
-
-// EnsureAttemptLog creates or updates the attempt log stream.
-func EnsureAttemptLog(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, maxAge time.Duration, maxBytes int64, replicas int) (*AttemptLog, error) {
+// EnsureAttemptsStream creates or updates the attempts stream.
+func EnsureAttemptsStream(ctx context.Context, js jetstream.JetStream, maxAge time.Duration, maxBytes int64, replicas int) error {
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamAttempts,
-		Description: "Courier attempt log: the outcome of every delivery attempt, for a bounded time",
-		Subjects:    []string{subjectAttempts + ">"},
-		Storage:     jetstream.MemoryStorage,
+		Description: "Courier attempts: batches of delivery attempt records, on their way to every node's event log",
+		Subjects:    AttemptsSubjects(),
+		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld, // a log: the oldest records make room
+		Discard:     jetstream.DiscardOld, // history: the oldest batches make room
 		MaxAge:      maxAge,
 		MaxBytes:    maxBytes,
 		Replicas:    max(replicas, 1),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("set up stream %s: %w", StreamAttempts, err)
-	}
-	return &AttemptLog{js: js, nc: nc}, nil
-}
-
-// NewAttemptLog reads an existing attempt log (for operator commands).
-func NewAttemptLog(js jetstream.JetStream) *AttemptLog { return &AttemptLog{js: js} }
-
-// Record stores an attempt as a plain publish, with no acknowledgement at
-// all: the log must not slow delivery down (asking for acknowledgements
-// cost a quarter of the end-to-end throughput), and losing a record loses
-// no event.
-func (l *AttemptLog) Record(a Attempt) error {
-	data, err := json.Marshal(&a)
-	if err != nil {
-		return fmt.Errorf("encode attempt: %w", err)
-	}
-	if err := l.nc.Publish(subjectAttempts+a.EventID, data); err != nil {
-		return fmt.Errorf("record attempt of %s: %w", a.EventID, err)
+		return fmt.Errorf("set up stream %s: %w", StreamAttempts, err)
 	}
 	return nil
 }
 
-// Of returns the recorded attempts of one event, on every sink, oldest
-// first.
-func (l *AttemptLog) Of(ctx context.Context, eventID string) ([]Attempt, error) {
+// DecodeAttempts reads one batch from the attempts stream.
+func DecodeAttempts(data []byte) ([]Attempt, error) {
 	var out []Attempt
-	err := readSubject(ctx, l.js, StreamAttempts, subjectAttempts+eventID, func(m jetstream.Msg) (bool, error) {
-		var a Attempt
-		if err := json.Unmarshal(m.Data(), &a); err != nil {
-			return false, fmt.Errorf("decode attempt: %w", err)
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, fmt.Errorf("decode attempts batch: %w", err)
+	}
+	return out, nil
+}
+
+// Batching bounds of an AttemptLog.
+const (
+	attemptFlushEvery = 200 * time.Millisecond
+	attemptBatchMax   = 500
+	attemptBatchBytes = 256 << 10
+	// attemptBuffered caps what waits while the stream cannot take a
+	// batch (no quorum, say); past it records are dropped and counted.
+	attemptBuffered = 100_000
+)
+
+// AttemptLog gathers a node's attempt records and publishes them in
+// batches. Record never blocks a delivery: losing a record loses no event.
+type AttemptLog struct {
+	js      jetstream.JetStream
+	subject string
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	buf     []Attempt
+	wake    chan struct{}
+	dropped atomic.Int64
+}
+
+// NewAttemptLog returns the attempt log of one node; Run publishes what
+// Record gathers.
+func NewAttemptLog(js jetstream.JetStream, node string, log *slog.Logger) *AttemptLog {
+	return &AttemptLog{js: js, subject: subjectAttempts + subjectToken(node), log: log, wake: make(chan struct{}, 1)}
+}
+
+// Record queues an attempt for the next batch.
+func (l *AttemptLog) Record(a Attempt) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.buf) >= attemptBuffered {
+		l.dropped.Add(1)
+		return fmt.Errorf("attempt of %s not logged: %d records wait for the attempts stream", a.EventID, len(l.buf))
+	}
+	l.buf = append(l.buf, a)
+	if len(l.buf) == attemptBatchMax {
+		select {
+		case l.wake <- struct{}{}:
+		default:
 		}
-		out = append(out, a)
-		return true, nil
-	})
-	return out, err
+	}
+	return nil
+}
+
+// Dropped counts the records Record refused.
+func (l *AttemptLog) Dropped() int64 { return l.dropped.Load() }
+
+// Run publishes batches until ctx ends, then publishes what is left.
+func (l *AttemptLog) Run(ctx context.Context) {
+	tick := time.NewTicker(attemptFlushEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if err := l.Flush(fctx); err != nil {
+				l.log.Warn("attempt records not logged at shutdown", "err", err)
+			}
+			cancel()
+			return
+		case <-tick.C:
+		case <-l.wake:
+		}
+		if err := l.Flush(ctx); err != nil && ctx.Err() == nil {
+			l.log.Warn("publish attempt records; will try again", "err", err)
+		}
+	}
+}
+
+// Flush publishes every queued record, in batches, and waits for the
+// stream's acknowledgements. Records of a batch that failed stay queued.
+func (l *AttemptLog) Flush(ctx context.Context) error {
+	for {
+		l.mu.Lock()
+		n := min(len(l.buf), attemptBatchMax)
+		batch := l.buf[:n:n]
+		l.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		sent, err := l.publish(ctx, batch)
+		l.mu.Lock()
+		l.buf = append(l.buf[:0:0], l.buf[sent:]...)
+		l.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// publish sends batch as one or more messages of at most attemptBatchBytes
+// and returns how many records were stored.
+func (l *AttemptLog) publish(ctx context.Context, batch []Attempt) (int, error) {
+	data, err := json.Marshal(batch)
+	if err != nil {
+		return len(batch), fmt.Errorf("encode attempts: %w", err) // never stored: drop
+	}
+	if len(data) > attemptBatchBytes && len(batch) > 1 {
+		half := len(batch) / 2
+		sent, err := l.publish(ctx, batch[:half])
+		if err != nil {
+			return sent, err
+		}
+		more, err := l.publish(ctx, batch[half:])
+		return sent + more, err
+	}
+	if _, err := l.js.Publish(ctx, l.subject, data); err != nil {
+		return 0, fmt.Errorf("publish %d attempt records: %w", len(batch), err)
+	}
+	return len(batch), nil
+}
+
+// subjectToken keeps a node id usable as one subject token.
+func subjectToken(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c == '.' || c == '*' || c == '>' || c == ' ' || c < 0x20 {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return "_"
+	}
+	return string(b)
 }

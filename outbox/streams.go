@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,6 +23,9 @@ const (
 
 // EventSubject is where an event of the given type is stored.
 func EventSubject(eventType string) string { return subjectEvents + eventType }
+
+// IsEventSubject tells an event as emitted from a replay of it.
+func IsEventSubject(subject string) bool { return strings.HasPrefix(subject, subjectEvents) }
 
 // ConsumerSubjects are the subjects a sink's consumer reads: every event,
 // plus the replays addressed to that sink alone.

@@ -63,11 +63,21 @@ bin/worker sinks test --config "$CONFIG" gluster-webhook
 
 if command -v curl >/dev/null 2>&1; then
 	echo "== metrics (http://127.0.0.1:$QUICKSTART_ADMIN_PORT/metrics):"
-	curl -fsS "http://127.0.0.1:$QUICKSTART_ADMIN_PORT/metrics" | grep -E '^courier_deliveries_total\{' || true
+	curl -fsS "http://127.0.0.1:$QUICKSTART_ADMIN_PORT/metrics" | grep -E '^courier_(deliveries_total\{|event_log_(events_total|lag))' || true
 fi
 
 echo "== worker status (as gluster-eventsapi status):"
 bin/worker status --config "$CONFIG"
+
+echo "== the event log (CloudStack's listEvents): what was emitted, and each sink's answer"
+# Attempts reach the log in batches, a fraction of a second after delivery.
+for _ in $(seq 1 50); do
+	bin/worker events list --config "$CONFIG" --json | grep -q '"state":"delivered"' && break
+	sleep 0.1
+done
+bin/worker events list --config "$CONFIG"
+echo "== its VOLUME_* events of the last hour:"
+bin/worker events list --config "$CONFIG" --type 'VOLUME_*' --since 1h
 
 echo "== dead letters of the sink (none expected):"
 bin/worker dlq list --config "$CONFIG" --sink gluster-webhook

@@ -1,35 +1,69 @@
 #!/usr/bin/env bash
-# Makes sure the real brokers Courier's tests talk to are running:
-# RabbitMQ at 127.0.0.1:5672 (guest/guest). Starts it when installed but
-# stopped; installs it from Debian's packages when missing (needs root).
-# Exits non-zero when it cannot: in CI a missing broker is a failure.
+# Makes sure the real services Courier's tests talk to are running:
+# RabbitMQ at 127.0.0.1:5672 (guest/guest) and PostgreSQL at 127.0.0.1:5432
+# (trust auth, database "test"). Starts each when installed but stopped;
+# installs it from Debian's packages when missing (needs root). Exits
+# non-zero when it cannot: in CI a missing service is a failure.
 set -euo pipefail
 
-amqp_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-if amqp_up; then
-	echo "services: RabbitMQ is up on 127.0.0.1:5672"
-	exit 0
-fi
-if ! command -v rabbitmq-server >/dev/null 2>&1; then
-	echo "services: installing RabbitMQ (apt-get)"
+install() {
 	if [ "$(id -u)" -ne 0 ]; then
-		echo "services: RabbitMQ is not installed and this is not root; install rabbitmq-server" >&2
+		echo "services: $1 is not installed and this is not root; install $1" >&2
 		exit 1
 	fi
+	echo "services: installing $1 (apt-get)"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	apt-get install -y -qq rabbitmq-server >/dev/null
-fi
-echo "services: starting RabbitMQ"
-rabbitmq-server -detached
-for _ in $(seq 1 120); do
-	if amqp_up; then
-		rabbitmqctl await_startup >/dev/null 2>&1 || true
+	apt-get install -y -qq "$1" >/dev/null
+}
+
+# wait_up NAME PORT: up to 120 s for the port to answer.
+wait_up() {
+	for _ in $(seq 1 120); do
+		if up "$2"; then
+			echo "services: $1 is up on 127.0.0.1:$2"
+			return 0
+		fi
+		sleep 1
+	done
+	echo "services: $1 did not come up within 120s" >&2
+	exit 1
+}
+
+rabbitmq() {
+	if up 5672; then
 		echo "services: RabbitMQ is up on 127.0.0.1:5672"
-		exit 0
+		return
 	fi
-	sleep 1
-done
-echo "services: RabbitMQ did not come up within 120s" >&2
-exit 1
+	command -v rabbitmq-server >/dev/null 2>&1 || install rabbitmq-server
+	echo "services: starting RabbitMQ"
+	rabbitmq-server -detached
+	wait_up RabbitMQ 5672
+	rabbitmqctl await_startup >/dev/null 2>&1 || true
+}
+
+postgres() {
+	if ! up 5432; then
+		if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+			install postgresql
+			# Debian's cluster asks for passwords on TCP; the tests connect
+			# as postgres over loopback with trust, as on the CI machines.
+			conf=$(ls /etc/postgresql/*/main/pg_hba.conf)
+			sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$conf"
+		fi
+		echo "services: starting PostgreSQL"
+		pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+		wait_up PostgreSQL 5432
+	else
+		echo "services: PostgreSQL is up on 127.0.0.1:5432"
+	fi
+	if ! psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1; then
+		psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE test" >/dev/null
+		echo "services: created database test"
+	fi
+}
+
+rabbitmq
+postgres

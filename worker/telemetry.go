@@ -2,8 +2,10 @@ package worker
 
 import (
 	"context"
+	"crypto/subtle"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -12,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/courierhq/courier/delivery"
+	"github.com/courierhq/courier/eventlog"
 	"github.com/courierhq/courier/outbox"
 )
 
@@ -117,6 +120,9 @@ func (w *Worker) AdminHandler() http.Handler {
 	if w.reg != nil {
 		mux.Handle("/v1/", w.reg.Handler(w.apiToken))
 	}
+	events := eventlog.Handler(w.EventLogDo, w.authenticate)
+	mux.Handle("/v1/events", events)
+	mux.Handle("/v1/events/", events)
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(rw, "ok")
 	})
@@ -128,6 +134,28 @@ func (w *Worker) AdminHandler() http.Handler {
 		fmt.Fprintln(rw, "ready")
 	})
 	return mux
+}
+
+// authenticate admits the admin token to every event and an account token
+// to its account's events. Tokens are compared in constant time, each one.
+func (w *Worker) authenticate(r *http.Request) (eventlog.Caller, int, string, bool) {
+	if w.apiToken == "" && len(w.accounts) == 0 {
+		return eventlog.Caller{}, http.StatusForbidden, "the admin API is off: set admin.token or admin.token_file (or admin.account_tokens) in the worker's configuration", false
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if ok && w.apiToken != "" && subtle.ConstantTimeCompare([]byte(got), []byte(w.apiToken)) == 1 {
+		return eventlog.Caller{}, 0, "", true
+	}
+	account := ""
+	for token, name := range w.accounts {
+		if ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1 {
+			account = name
+		}
+	}
+	if account == "" {
+		return eventlog.Caller{}, http.StatusUnauthorized, "missing or wrong bearer token", false
+	}
+	return eventlog.Caller{Account: account}, 0, "", true
 }
 
 func boolInt(b bool) int64 {

@@ -22,6 +22,7 @@ import (
 	"github.com/courierhq/courier/config"
 	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/eventlog"
 	"github.com/courierhq/courier/internal/dirlock"
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
@@ -46,6 +47,7 @@ type Worker struct {
 
 	reg      *registry.Registry
 	apiToken string
+	accounts map[string]string // account token to account name
 	deps     loopDeps
 	logLevel *slog.LevelVar
 
@@ -63,6 +65,7 @@ type Worker struct {
 	tel         *observability.Telemetry
 	ready       atomic.Bool
 	dirLock     *dirlock.Lock
+	elog        *eventLogState // nil with the event log off
 }
 
 // Option adjusts a Worker.
@@ -110,7 +113,18 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
+	if cfg.EventLog.On() {
+		store, err := eventlog.Open(ctx, cfg.EventLog.URL, cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		w.elog = &eventLogState{store: store}
+		log.Info("event log open", "db", store.Where())
+	}
 	if w.apiToken, err = cfg.Admin.APIToken(); err != nil {
+		return nil, err
+	}
+	if w.accounts, err = cfg.Admin.Accounts(); err != nil {
 		return nil, err
 	}
 	w.url = cfg.Outbox.URL
@@ -172,6 +186,19 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	if err := w.registerGauges(w.deps.dlq); err != nil {
 		return nil, err
 	}
+	if err := w.registerEventLogMetrics(); err != nil {
+		return nil, err
+	}
+	if w.elog != nil {
+		if err := w.runEventLog(runCtx); err != nil {
+			return nil, err
+		}
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			w.deps.attempts.Run(runCtx)
+		}()
+	}
 	changes, err := w.reg.Changes(runCtx)
 	if err != nil {
 		return nil, err
@@ -204,8 +231,9 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	return w, nil
 }
 
-// AttemptLogMaxAge is how long the attempt log keeps an attempt, in memory,
-// within outbox.attempt_log_max_bytes.
+// AttemptLogMaxAge is how long the attempts stream keeps a batch of attempt
+// records (within outbox.attempt_log_max_bytes): a node down for longer
+// misses those attempts in its event log.
 const AttemptLogMaxAge = 24 * time.Hour
 
 // HeartbeatInterval is how often a node reports itself; `worker status`
@@ -225,6 +253,11 @@ func (w *Worker) beat(ctx context.Context, stopped bool) {
 	}
 	w.mu.Unlock()
 	slices.Sort(info.Sinks)
+	if w.elog != nil {
+		w.updateEventLogLag(ctx)
+		lag := w.elog.lag.Load()
+		info.EventLogLag = &lag
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := w.nodes.Beat(ctx, info); err != nil {
@@ -249,9 +282,7 @@ func (w *Worker) maintainOutbox(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-trim.C:
-			if _, err := outbox.Trim(ctx, w.js); err != nil && ctx.Err() == nil {
-				w.log.Warn("trim delivered events from the outbox", "err", err)
-			}
+			w.trim(ctx)
 		case <-expiry.C:
 			w.checkExpiry(ctx)
 		case <-heartbeat.C:
@@ -316,6 +347,15 @@ func (w *Worker) setUpOnce(ctx context.Context, js jetstream.JetStream) error {
 	if err := outbox.EnsureStreams(ctx, js, Limits(w.cfg)); err != nil {
 		return err
 	}
+	if err := outbox.EnsureAttemptsStream(ctx, js, AttemptLogMaxAge, int64(w.cfg.Outbox.AttemptLogMaxBytes), w.cfg.Replication()); err != nil {
+		return err
+	}
+	// Before producers can emit: the log's consumers start at the
+	// beginning of the outbox, but a trim by another node could remove
+	// events before this node's log consumer exists.
+	if err := w.ensureEventLogConsumers(ctx, js); err != nil {
+		return err
+	}
 	reg, err := registry.Ensure(ctx, js, w.cfg.Replication(), w.cfg.NodeID, w.cfg.BaseSettings(), w.cfg.LookupEnv())
 	if err != nil {
 		return err
@@ -368,8 +408,8 @@ func (w *Worker) openState(ctx context.Context) error {
 	if w.nodes, err = outbox.EnsureNodes(ctx, w.js, replicas); err != nil {
 		return err
 	}
-	if w.deps.attempts, err = outbox.EnsureAttemptLog(ctx, w.nc, w.js, AttemptLogMaxAge, int64(w.cfg.Outbox.AttemptLogMaxBytes), replicas); err != nil {
-		return err
+	if w.elog != nil {
+		w.deps.attempts = outbox.NewAttemptLog(w.js, w.cfg.NodeID, w.log)
 	}
 	w.reg, err = registry.Open(ctx, w.js, w.cfg.NodeID, w.cfg.BaseSettings(), w.cfg.LookupEnv())
 	return err
@@ -490,6 +530,11 @@ func (w *Worker) stopOutbox() {
 	}
 	if w.server != nil {
 		w.server.Shutdown()
+	}
+	if w.elog != nil {
+		if err := w.elog.store.Close(); err != nil {
+			w.log.Warn("close event log", "err", err)
+		}
 	}
 	// Only once the server's files are closed may another worker open them.
 	if err := w.dirLock.Release(); err != nil {

@@ -301,7 +301,7 @@ func TestDeliveredEventsLeaveTheOutboxAndOwedOnesStay(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	if _, err := outbox.Trim(context.Background(), js); err != nil {
+	if _, err := outbox.Trim(context.Background(), js, outbox.LogBound{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := outboxMsgs(t, n2); got < 5 {
@@ -329,12 +329,13 @@ func streamInfo(t *testing.T, n *testutil.Node, stream string) *jetstream.Stream
 	return s.CachedInfo()
 }
 
-// The attempt log is held in memory: its cap is the operator's to set.
+// The attempts stream is on disk, so batches survive a restart on their
+// way to the event logs; its cap is the operator's to set.
 func TestAttemptLogCapComesFromConfig(t *testing.T) {
 	n := testutil.StartNode(t, "outbox:\n  attempt_log_max_bytes: 2MiB\nsinks:\n"+sinkYAML("audit", "http://127.0.0.1:9/", ""), nil)
 	cfg := streamInfo(t, n, outbox.StreamAttempts).Config
-	if cfg.MaxBytes != 2<<20 || cfg.Storage != jetstream.MemoryStorage {
-		t.Fatalf("attempt log: max_bytes %d, storage %s; want %d in memory", cfg.MaxBytes, cfg.Storage, 2<<20)
+	if cfg.MaxBytes != 2<<20 || cfg.Storage != jetstream.FileStorage {
+		t.Fatalf("attempts stream: max_bytes %d, storage %s; want %d on file", cfg.MaxBytes, cfg.Storage, 2<<20)
 	}
 }
 

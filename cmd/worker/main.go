@@ -47,10 +47,15 @@ commands:
   sinks test NAME           send a test event to one sink now and print the outcome
   sinks enable NAME         resume a sink disabled by a 410 Gone (or by sinks disable)
   sinks disable NAME        stop delivering to a sink on every node; its events wait
-  config get [NAME]         settings every node applies: log level, sink defaults
+  config get [NAME]         settings every node applies: log level, sink defaults, event purge
   config set NAME VALUE     change a setting on every node, live
   config reset NAME|all     back to the file's value or the default
-  events attempts ID        show every delivery attempt of one event, on every sink
+  events list               the event log, newest first (--type GLOB --level --state --start-id
+                            --account --domain --resource-id --keyword --since 2h | --start-date D
+                            --until | --end-date D --archived --limit N --page K --json)
+  events show ID            one event, its delivery state per sink and every attempt
+  events attempts ID        every delivery attempt of one event, on every sink and node
+  events archive|delete     by --id ID..., or --type GLOB and/or --end-date D [--start-date D]
   dlq list --sink S         list a sink's dead letters
   dlq replay --sink S (--id ID ... | --all)
                             deliver dead letters again, to that sink only
@@ -124,10 +129,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "status":
 		return statusCmd(ctx, rest, stdout)
 	case "events":
-		if len(rest) > 0 && rest[0] == "attempts" {
-			return attemptsCmd(ctx, rest[1:], stdout)
-		}
-		return usageError{"usage: worker events attempts ID"}
+		return eventsCmd(ctx, rest, stdout)
 	case "dlq":
 		if len(rest) > 0 && rest[0] == "list" {
 			return dlqListCmd(ctx, rest[1:], stdout)
@@ -454,40 +456,6 @@ func sinksStateCmd(ctx context.Context, disable bool, args []string, stdout io.W
 	return nil
 }
 
-// attemptsCmd prints the attempt log of one event.
-func attemptsCmd(ctx context.Context, args []string, stdout io.Writer) error {
-	fs, cfgPath := newFlags("events attempts")
-	asJSON := fs.Bool("json", false, "print JSON lines")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageError{"usage: worker events attempts [--config FILE] [--json] ID"}
-	}
-	_, js, closeFn, err := connectConfigured(ctx, *cfgPath)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	list, err := outbox.NewAttemptLog(js).Of(ctx, fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSONLines(stdout, list)
-	}
-	if len(list) == 0 {
-		fmt.Fprintf(stdout, "no attempts recorded for %s (the log keeps %s, in memory)\n", fs.Arg(0), worker.AttemptLogMaxAge)
-		return nil
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "AT\tSINK\tATTEMPT\tOUTCOME\tSTATUS\tDURATION\tNODE\tERROR")
-	for _, a := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", a.At.Format(time.RFC3339Nano), a.Sink, a.Attempt, a.Outcome, a.Status, a.Duration.Round(time.Microsecond), a.Node, a.Error)
-	}
-	return tw.Flush()
-}
-
 // sinkStatus is one row of worker status's sink table.
 type sinkStatus struct {
 	Sink        string `json:"sink"`
@@ -556,7 +524,7 @@ func statusCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		return json.NewEncoder(stdout).Encode(map[string]any{"nodes": ns, "sinks": sinks})
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tNODE STATUS\tWORKER STATUS\tLAST SEEN\tVERSION")
+	fmt.Fprintln(tw, "NODE\tNODE STATUS\tWORKER STATUS\tLAST SEEN\tVERSION\tEVENT LOG LAG")
 	for _, n := range list {
 		status, running := "DOWN", "stopped"
 		if n.Up(now, within) {
@@ -564,7 +532,11 @@ func statusCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		} else if !n.Stopped {
 			running = "not reporting"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\n", n.Node, status, running, now.Sub(n.Heartbeat).Round(time.Second), n.Version)
+		lag := "off"
+		if n.EventLogLag != nil {
+			lag = fmt.Sprintf("%d events", *n.EventLogLag)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\t%s\n", n.Node, status, running, now.Sub(n.Heartbeat).Round(time.Second), n.Version, lag)
 	}
 	fmt.Fprintln(tw, "\nSINK\tSTATE\tPENDING\tIN FLIGHT\tDEAD LETTERS\tLAST ERROR")
 	for _, r := range sinks {

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/courierhq/courier/eventlog"
+	"github.com/courierhq/courier/internal/testutil"
+)
+
+// TestEventLogOfANodeThatWasDownIsComplete runs three worker processes as
+// one cluster, stops one, emits 1,000 events through the others, and
+// restarts it: with no command run, its own event log gets every event
+// and the attempts the other nodes made. Then it is SIGKILLed, and its log
+// file holds all of them, each once.
+func TestEventLogOfANodeThatWasDownIsComplete(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three-process cluster test skipped with -short")
+	}
+	rcv := testutil.NewReceiver(t)
+	nodes := writeClusterConfigs(t, rcv.URL())
+	for _, n := range nodes {
+		n.proc = startWorkerProc(t, n.cfg)
+	}
+	testutil.Eventually(t, 60*time.Second, func() bool { _, c := streamLeader(t, nodes[0].url); return c == 3 }, "outbox replicated on three nodes")
+	n3 := nodes[2]
+	n3.kill(t)
+
+	var em emitter
+	em.emit(t, nodes[:2], 1000, "log")
+	testutil.Eventually(t, 90*time.Second, func() bool { return len(missing(rcv, em.ids)) == 0 }, "every event delivered while n3 is down: %d missing", len(missing(rcv, em.ids)))
+
+	n3.proc = startWorkerProc(t, n3.cfg)
+	// n3's heartbeat reports its log's lag behind the outbox; it reaches
+	// 0 once n3 logged everything it missed.
+	testutil.Eventually(t, 90*time.Second, func() bool {
+		r := cli(t, "status", "--config", nodes[0].cfg)
+		return r.err == nil && regexp.MustCompile(`(?m)^n3\s+UP\s+running\s.*\s0 events$`).MatchString(r.stdout)
+	}, "n3 up with its event log caught up")
+	store := func() *eventlog.Store {
+		s, err := eventlog.Open(context.Background(), "", n3.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// Attempts follow in their own stream: wait until n3 has them all,
+	// reading its file beside the running worker (SQLite's WAL allows it).
+	s := store()
+	testutil.Eventually(t, 60*time.Second, func() bool { return len(withoutDelivery(t, s, em.ids)) == 0 },
+		"n3's log has every event with its delivered attempt: %d lack one", len(withoutDelivery(t, s, em.ids)))
+	s.Close()
+
+	// A SIGKILL loses nothing logged and logs nothing twice.
+	n3.kill(t)
+	s = store()
+	defer s.Close()
+	if lacking := withoutDelivery(t, s, em.ids); len(lacking) > 0 {
+		t.Fatalf("after SIGKILL, %d events lack their delivery in n3's log: %v", len(lacking), lacking[:min(10, len(lacking))])
+	}
+	all, err := s.List(context.Background(), eventlog.Filter{PageSize: eventlog.MaxPageSize, Type: "VOLUME_CREATE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 1000 {
+		t.Errorf("n3's log lists %d VOLUME_CREATE events, want exactly 1000", len(all))
+	}
+}
+
+// withoutDelivery lists the ids whose logged attempts do not include a
+// delivery to the audit sink, or that are not logged at all.
+func withoutDelivery(t *testing.T, s *eventlog.Store, ids []string) []string {
+	t.Helper()
+	var out []string
+	for _, id := range ids {
+		e, attempts, err := s.Get(context.Background(), id, "")
+		if err != nil || e.Deliveries["audit"].State != eventlog.Delivered || len(attempts) == 0 {
+			out = append(out, id)
+		}
+	}
+	return out
+}

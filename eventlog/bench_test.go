@@ -1,0 +1,377 @@
+package eventlog_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/eventlog"
+	"github.com/courierhq/courier/internal/testutil"
+)
+
+// The event log's benchmarks:
+//
+//	go test -run '^$' -bench . -benchtime 3x ./eventlog/
+//
+// BenchmarkIngest measures AddEvents in the worker's batches of 500 (target
+// >= 20k events/s); BenchmarkListTypeAndDate one page of List over a log of
+// COURIER_BENCH_LOG_ROWS events (default 1,000,000; target < 100 ms). CI's
+// smoke run sets COURIER_BENCH_LOG_ROWS=20000 and -benchtime 1x.
+// COURIER_BENCH_EXPLAIN=1 logs each list query's plan (EXPLAIN QUERY PLAN on
+// SQLite, EXPLAIN ANALYZE on PostgreSQL).
+
+const (
+	ingestBatch = 500  // the worker's batch size
+	ingestOp    = 20   // batches per benchmark op: one op is 10,000 events
+	fillBatch   = 5000 // batch size filling the list benchmarks' log
+	dataSize    = 256  // bytes of JSON data per event
+	logSpan     = 30 * 24 * time.Hour
+)
+
+// logStart is the first event's time; events spread over logSpan from it.
+var logStart = time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
+
+// benchTypes are the event types, with the resource and the job each names.
+var benchTypes = []struct{ typ, resource, job string }{
+	{"VM.START", "VirtualMachine", "starting Vm"},
+	{"VM.STOP", "VirtualMachine", "stopping Vm"},
+	{"VM.CREATE", "VirtualMachine", "deploying Vm"},
+	{"VOLUME.CREATE", "Volume", "creating volume"},
+	{"VOLUME.DELETE", "Volume", "deleting volume"},
+	{"SNAPSHOT.CREATE", "Snapshot", "creating snapshot"},
+	{"NETWORK.CREATE", "Network", "creating network"},
+	{"USER.LOGIN", "User", "logging in user"},
+}
+
+var benchStates = []event.State{event.StateCreated, event.StateScheduled, event.StateStarted, event.StateCompleted}
+
+// gen makes CloudStack-shaped events: event i of a log of n is at
+// logStart + i/n of logSpan (so ids, UUIDv7-like, grow with time as a live
+// log's do), its type, account (of 20), state and level drawn from rng.
+type gen struct {
+	rng *rand.Rand
+	n   int
+	pad string
+}
+
+func newGen(seed uint64, n int) *gen {
+	return &gen{rng: rand.New(rand.NewPCG(seed, 0x636f7572696572)), n: n, pad: strings.Repeat("abcdefghijklmnopqrstuvwxyz0123456789", 8)}
+}
+
+// errorShare of the events are errors, with "InsufficientCapacity" in their
+// data: what the type+date+keyword benchmark looks for.
+const errorShare = 10
+
+func (g *gen) event(i int) event.Envelope {
+	step := logSpan / time.Duration(g.n)
+	at := logStart.Add(time.Duration(i%g.n)*step + time.Duration(g.rng.Int64N(int64(max(step, 1)))))
+	t := benchTypes[g.rng.IntN(len(benchTypes))]
+	acct := g.rng.IntN(20)
+	res := g.rng.IntN(50000)
+	level, reason := event.LevelInfo, "OK"
+	if g.rng.IntN(100) < errorShare {
+		level, reason = event.LevelError, "InsufficientCapacity"
+	}
+	e := event.Envelope{
+		ID:           uuid7(at, uint64(i)),
+		Type:         t.typ,
+		Source:       "cloudstack",
+		Node:         "ms-" + strconv.Itoa(acct%3),
+		Time:         at,
+		Level:        level,
+		State:        benchStates[g.rng.IntN(len(benchStates))],
+		Description:  fmt.Sprintf("Successfully completed %s. %s Id: %d", t.job, t.resource, res),
+		Account:      fmt.Sprintf("account-%02d", acct),
+		Domain:       "ROOT/customers/d" + strconv.Itoa(acct%5),
+		User:         fmt.Sprintf("user-%02d", acct),
+		ResourceID:   strconv.Itoa(res),
+		ResourceType: t.resource,
+	}
+	data := fmt.Sprintf(`{"entity":%q,"entityuuid":"%s","jobid":"%s","status":"%s","zone":"zone-%d","details":"`,
+		"com.cloud."+t.resource, uuid7(at, uint64(res)<<32), jobID(i), reason, acct%4)
+	data += g.pad[:dataSize-len(data)-2] + `"}`
+	e.Data = json.RawMessage(data)
+	return e
+}
+
+// uuid7 is a UUIDv7-shaped id: the time's milliseconds, then seq spread
+// over the random bits (unique for distinct seq).
+func uuid7(at time.Time, seq uint64) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[0:8], uint64(at.UnixMilli())<<16|0x7000|(seq*0x2545F4914F6CDD1D>>52))
+	binary.BigEndian.PutUint64(b[8:16], 0x8000000000000000|(seq*0x9E3779B97F4A7C15)&(1<<62-1))
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// jobID is unique to event i: a keyword that matches one event.
+func jobID(i int) string { return fmt.Sprintf("job-%08x", uint32(i)*2654435761) }
+
+func (g *gen) batch(from, n int) []event.Envelope {
+	out := make([]event.Envelope, n)
+	for k := range out {
+		out[k] = g.event(from + k)
+	}
+	return out
+}
+
+// benchStore opens an empty log; postgres needs the test database.
+func benchStore(b *testing.B, backend string) (s *eventlog.Store, url string) {
+	b.Helper()
+	if backend == "postgres" {
+		url = testutil.PostgresSchema(b)
+	}
+	s, err := eventlog.Open(context.Background(), url, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s, url
+}
+
+var backendNames = []string{"sqlite", "postgres"}
+
+func BenchmarkIngest(b *testing.B) {
+	for _, backend := range backendNames {
+		b.Run(backend, func(b *testing.B) {
+			s, _ := benchStore(b, backend)
+			ctx := context.Background()
+			g := newGen(1, 1_000_000)
+			next := 0
+			for b.Loop() {
+				b.StopTimer()
+				batches := make([][]event.Envelope, ingestOp)
+				for k := range batches {
+					batches[k] = g.batch(next, ingestBatch)
+					next += ingestBatch
+				}
+				b.StartTimer()
+				for _, batch := range batches {
+					n, err := s.AddEvents(ctx, batch)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if n != len(batch) {
+						b.Fatalf("AddEvents added %d of %d new events", n, len(batch))
+					}
+				}
+			}
+			sec := b.Elapsed().Seconds()
+			if next == 0 || sec == 0 {
+				b.Fatal("nothing ingested")
+			}
+			b.ReportMetric(float64(next)/sec, "events/s")
+			b.ReportMetric(sec*1000/float64(next/ingestBatch), "ms/batch")
+		})
+	}
+}
+
+// logRows is the list benchmarks' log size.
+func logRows(b *testing.B) int {
+	n := 1_000_000
+	if v := os.Getenv("COURIER_BENCH_LOG_ROWS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1000 {
+			b.Fatalf("COURIER_BENCH_LOG_ROWS=%q: want a number from 1000", v)
+		}
+	}
+	return n
+}
+
+// listCase is a filter, how many events of the log match it (counted while
+// filling) and, for COURIER_BENCH_EXPLAIN, the conditions List builds for it
+// (eventlog's query.go, as of writing).
+type listCase struct {
+	name  string
+	f     eventlog.Filter
+	match func(*event.Envelope) bool
+	where string
+	args  []any
+	count int
+}
+
+func listCases(n int) []*listCase {
+	// A one-day window in the middle of the log.
+	t0 := logStart.Add(15 * 24 * time.Hour)
+	t1 := t0.Add(24*time.Hour - time.Microsecond)
+	inDay := func(e *event.Envelope) bool {
+		return e.Type == "VM.START" && !e.Time.Before(t0) && !e.Time.After(t1)
+	}
+	contains := func(e *event.Envelope, kw string) bool {
+		return strings.Contains(strings.ToLower(e.Type), kw) || strings.Contains(strings.ToLower(e.Description), kw) ||
+			strings.Contains(strings.ToLower(string(e.Data)), kw)
+	}
+	const kwCond = `(LOWER(event_type) LIKE ? ESCAPE '\' OR LOWER(description) LIKE ? ESCAPE '\' OR LOWER(data) LIKE ? ESCAPE '\')`
+	rare := jobID(n / 3) // one event, a third of the way into the log
+	return []*listCase{
+		{
+			name:  "type+date",
+			f:     eventlog.Filter{Type: "VM.START", Start: t0, End: t1},
+			match: inDay,
+			where: `archived = ? AND event_type LIKE ? ESCAPE '\' AND event_time >= ? AND event_time <= ?`,
+			args:  []any{false, "VM.START", t0.UnixMicro(), t1.UnixMicro()},
+		},
+		{
+			name:  "type+date+keyword",
+			f:     eventlog.Filter{Type: "VM.START", Start: t0, End: t1, Keyword: "InsufficientCapacity"},
+			match: func(e *event.Envelope) bool { return inDay(e) && contains(e, "insufficientcapacity") },
+			where: `archived = ? AND event_type LIKE ? ESCAPE '\' AND ` + kwCond + ` AND event_time >= ? AND event_time <= ?`,
+			args:  []any{false, "VM.START", "%insufficientcapacity%", "%insufficientcapacity%", "%insufficientcapacity%", t0.UnixMicro(), t1.UnixMicro()},
+		},
+		{
+			// No index helps: every event is read to find the one.
+			name:  "keyword-scan",
+			f:     eventlog.Filter{Keyword: rare},
+			match: func(e *event.Envelope) bool { return contains(e, rare) },
+			where: `archived = ? AND ` + kwCond,
+			args:  []any{false, "%" + rare + "%", "%" + rare + "%", "%" + rare + "%"},
+		},
+	}
+}
+
+// BenchmarkListTypeAndDate times one page of List (the default 100) over a
+// log filled once per backend. PostgreSQL gets the same log size: filling
+// it (batches of 5000) takes about as long as SQLite's.
+func BenchmarkListTypeAndDate(b *testing.B) {
+	n := logRows(b)
+	for _, backend := range backendNames {
+		b.Run(backend, func(b *testing.B) {
+			s, url := benchStore(b, backend)
+			ctx := context.Background()
+			cases := listCases(n)
+			g := newGen(2, n)
+			start := time.Now()
+			for from := 0; from < n; from += fillBatch {
+				batch := g.batch(from, min(fillBatch, n-from))
+				for k := range batch {
+					for _, c := range cases {
+						if c.match(&batch[k]) {
+							c.count++
+						}
+					}
+				}
+				added, err := s.AddEvents(ctx, batch)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if added != len(batch) {
+					b.Fatalf("fill: AddEvents added %d of %d new events", added, len(batch))
+				}
+			}
+			fill := time.Since(start)
+			db := explainDB(b, s, url)
+			if db != nil && backend == "postgres" {
+				// As autovacuum would soon after a bulk load.
+				if _, err := db.ExecContext(ctx, "ANALYZE events"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for _, c := range cases {
+				b.Run(c.name, func(b *testing.B) {
+					want := min(c.count, eventlog.DefaultPageSize)
+					if want == 0 {
+						b.Fatalf("the log holds no event matching %+v: fix the benchmark's data", c.f)
+					}
+					if db != nil {
+						explain(b, db, backend == "postgres", c)
+					}
+					got := 0
+					for b.Loop() {
+						page, err := s.List(ctx, c.f)
+						if err != nil {
+							b.Fatal(err)
+						}
+						got = len(page)
+						if got != want {
+							b.Fatalf("List(%+v) returned %d events, want %d", c.f, got, want)
+						}
+					}
+					b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
+					b.ReportMetric(float64(n), "log_rows")
+					b.ReportMetric(float64(c.count), "matches")
+					b.ReportMetric(float64(got), "page")
+					b.ReportMetric(fill.Seconds(), "fill_s")
+				})
+			}
+		})
+	}
+}
+
+// explainDB opens the log's database beside the store when
+// COURIER_BENCH_EXPLAIN is set (and always on PostgreSQL, for ANALYZE).
+func explainDB(b *testing.B, s *eventlog.Store, url string) *sql.DB {
+	b.Helper()
+	driver, dsn := "pgx", url
+	if url == "" {
+		if os.Getenv("COURIER_BENCH_EXPLAIN") == "" {
+			return nil
+		}
+		driver, dsn = "sqlite", "file:"+s.Where()+"?mode=ro"
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	return db
+}
+
+func explain(b *testing.B, db *sql.DB, postgres bool, c *listCase) {
+	if os.Getenv("COURIER_BENCH_EXPLAIN") == "" {
+		return
+	}
+	q := `SELECT * FROM events WHERE ` + c.where + ` ORDER BY event_time DESC, id DESC LIMIT ? OFFSET ?`
+	args := append(append([]any{}, c.args...), eventlog.DefaultPageSize, 0)
+	if postgres {
+		q = "EXPLAIN (ANALYZE, BUFFERS) " + rebind(q)
+	} else {
+		q = "EXPLAIN QUERY PLAN " + q
+	}
+	rows, err := db.QueryContext(context.Background(), q, args...)
+	if err != nil {
+		b.Fatalf("explain: %v", err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var plan []string
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			b.Fatal(err)
+		}
+		plan = append(plan, fmt.Sprint(vals[len(vals)-1]))
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("plan of %s:\n%s", c.name, strings.Join(plan, "\n"))
+}
+
+// rebind numbers ? placeholders for PostgreSQL, as the store does.
+func rebind(q string) string {
+	var sb strings.Builder
+	k := 0
+	for _, r := range q {
+		if r == '?' {
+			k++
+			sb.WriteString("$" + strconv.Itoa(k))
+			continue
+		}
+		sb.WriteRune(r)
+	}
+	return sb.String()
+}
