@@ -239,3 +239,66 @@ func do(t *testing.T, req *http.Request) (int, eventlog.Response) {
 	_ = json.Unmarshal(body, &resp)
 	return res.StatusCode, resp
 }
+
+// TestEventPurgeDelayIsASettingAppliedLive emits an event dated 20 days
+// back and one of now; with event-purge-interval set to 1s, the default
+// delay of 15 days purges the old one only.
+func TestEventPurgeDelayIsASettingAppliedLive(t *testing.T) {
+	d := startLogNode(t)
+	p := d.node.Publisher(t)
+	for _, e := range []event.Envelope{
+		{ID: "old-1", Type: "USER.LOGIN", Time: time.Now().Add(-20 * 24 * time.Hour)},
+		{ID: "new-1", Type: "USER.LOGIN"},
+	} {
+		if _, err := p.Emit(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, cliWait, func() bool {
+		r := cli(t, "events", "list", "--config", d.cfg, "--type", "USER.*")
+		return r.err == nil && strings.Contains(r.stdout, "old-1") && strings.Contains(r.stdout, "new-1")
+	}, "both events logged")
+	if r := cli(t, "config", "get", "--config", d.cfg, "event-purge-delay"); r.err != nil || !strings.Contains(r.stdout, "15") {
+		t.Fatalf("config get event-purge-delay: %v %q", r.err, r.stdout)
+	}
+	wantUsageError(t, cli(t, "config", "set", "--config", d.cfg, "event-purge-delay", "forever"), "days")
+	if r := cli(t, "config", "set", "--config", d.cfg, "event-purge-interval", "1s"); r.err != nil {
+		t.Fatal(r.err)
+	}
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		r := cli(t, "events", "list", "--config", d.cfg, "--type", "USER.*")
+		return r.err == nil && !strings.Contains(r.stdout, "old-1")
+	}, "the 20-day-old event purged")
+	if r := cli(t, "events", "show", "--config", d.cfg, "new-1"); r.err != nil {
+		t.Errorf("the new event was purged too: %v", r.err)
+	}
+}
+
+// TestEventLogOnPostgreSQL runs a worker whose log is the real
+// PostgreSQL: events and attempts arrive there, and the queries answer
+// from it.
+func TestEventLogOnPostgreSQL(t *testing.T) {
+	pg := testutil.PostgresSchema(t)
+	rcv := testutil.NewReceiver(t)
+	sinks := "sinks:\n  - {name: all, type: webhook, url: " + rcv.URL() + "}\n"
+	n := testutil.StartNode(t, "node_id: pg-node\nevent_log: {url: \"${PG}\"}\n"+sinks, map[string]string{"PG": pg})
+	cfg := writeFile(t, "outbox: {url: \""+n.URL()+"\"}\n"+sinks)
+	p := n.Publisher(t)
+	if _, err := p.Emit(context.Background(), event.Envelope{ID: "pg-1", Type: "VM.CREATE", Account: "acme", Description: "Successfully created VM"}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, cliWait, func() bool {
+		r := cli(t, "events", "list", "--config", cfg, "--json", "--account", "acme")
+		return r.err == nil && strings.Contains(r.stdout, `"all":{"state":"delivered","attempts":1}`)
+	}, "pg-1 logged in PostgreSQL with its delivery")
+	// Read it back from PostgreSQL itself, not through the worker.
+	s, err := eventlog.Open(context.Background(), pg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	e, attempts, err := s.Get(context.Background(), "pg-1", "")
+	if err != nil || e.Description != "Successfully created VM" || len(attempts) != 1 || attempts[0].Node != "pg-node" {
+		t.Fatalf("pg-1 in PostgreSQL: %+v %+v %v", e, attempts, err)
+	}
+}
