@@ -515,7 +515,7 @@ func (l *Loop) recordAttempt(env *event.Envelope, attempt int, outcome string, t
 	if l.cfg.Attempts == nil {
 		return
 	}
-	a := outbox.Attempt{EventID: env.ID, Sink: l.cfg.Name, Attempt: attempt, Outcome: outcome,
+	a := outbox.Attempt{EventID: env.ID, Sink: l.cfg.Name, Number: attempt, Outcome: outcome,
 		Duration: took, Node: l.cfg.Node, At: l.now().UTC()}
 	if err != nil {
 		ce := retry.Classify(err)

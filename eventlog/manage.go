@@ -44,9 +44,7 @@ func (s *Selection) where() (string, []any) {
 		}
 		w.add("id IN (?"+strings.Repeat(", ?", len(args)-1)+")", args...)
 	}
-	if s.Type != "" {
-		w.add(`event_type LIKE ? ESCAPE '\'`, globToLike(s.Type))
-	}
+	w.typeGlob(s.Type)
 	w.timeRange(s.Start, s.End)
 	w.eq("account", s.Account)
 	return w.sql(), w.args

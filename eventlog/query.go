@@ -88,9 +88,7 @@ func (f *Filter) Validate() error {
 func (f *Filter) where() (string, []any) {
 	var w conds
 	w.add("archived = ?", f.Archived)
-	if f.Type != "" {
-		w.add(`event_type LIKE ? ESCAPE '\'`, globToLike(f.Type))
-	}
+	w.typeGlob(f.Type)
 	w.eq("level", string(f.Level))
 	w.eq("state", string(f.State))
 	if f.StartID != "" {
@@ -175,7 +173,7 @@ func (s *Store) Attempts(ctx context.Context, id string) ([]Attempt, error) {
 	for rows.Next() {
 		var a Attempt
 		var batch, dur, at int64
-		if err := rows.Scan(&batch, &a.Index, &a.EventID, &a.Sink, &a.Attempt, &a.Outcome, &a.Status, &dur, &a.Error, &a.Response, &a.Node, &at); err != nil {
+		if err := rows.Scan(&batch, &a.Index, &a.EventID, &a.Sink, &a.Number, &a.Outcome, &a.Status, &dur, &a.Error, &a.Response, &a.Node, &at); err != nil {
 			return nil, fmt.Errorf("event log: read attempt: %w", err)
 		}
 		a.Batch, a.Duration, a.At = uint64(batch), time.Duration(dur)*time.Microsecond, fromMicros(at)
@@ -287,6 +285,18 @@ func (c *conds) add(cond string, args ...any) {
 func (c *conds) eq(column, value string) {
 	if value != "" {
 		c.add(column+" = ?", value)
+	}
+}
+
+// typeGlob matches the type: by equality when the glob has no wildcard,
+// so the (event_type, event_time) index serves it.
+func (c *conds) typeGlob(glob string) {
+	switch {
+	case glob == "":
+	case !strings.ContainsAny(glob, "*?"):
+		c.add("event_type = ?", glob)
+	default:
+		c.add(`event_type LIKE ? ESCAPE '\'`, globToLike(glob))
 	}
 }
 

@@ -186,7 +186,7 @@ func TestAddIsIdempotent(t *testing.T) {
 		if err != nil || e.Description == "changed" {
 			t.Fatalf("Get e1 = %+v, %v", e, err)
 		}
-		as := []eventlog.Attempt{{Batch: 7, Index: 0, EventID: "e1", Sink: "hook", Attempt: 1, Outcome: "retried", At: base}}
+		as := []eventlog.Attempt{{Batch: 7, Index: 0, Attempt: event.Attempt{EventID: "e1", Sink: "hook", Number: 1, Outcome: "retried", At: base}}}
 		for range 2 {
 			if _, err := s.AddAttempts(context.Background(), as); err != nil {
 				t.Fatal(err)
@@ -203,10 +203,10 @@ func TestShowWithAttemptsAndDeliveries(t *testing.T) {
 	backends(t, func(t *testing.T, s *eventlog.Store) {
 		seed(t, s)
 		as := []eventlog.Attempt{
-			{Batch: 1, Index: 0, EventID: "e5", Sink: "hook", Attempt: 1, Outcome: "retried", Status: 503, Error: "503 Service Unavailable", Response: "busy", Node: "a", At: base.Add(time.Second), Duration: 3 * time.Millisecond},
-			{Batch: 1, Index: 1, EventID: "e5", Sink: "bus", Attempt: 1, Outcome: "dead_lettered", Status: 400, Node: "a", At: base.Add(2 * time.Second)},
-			{Batch: 2, Index: 0, EventID: "e5", Sink: "hook", Attempt: 2, Outcome: "delivered", Status: 200, Node: "b", At: base.Add(3 * time.Second)},
-			{Batch: 2, Index: 1, EventID: "e4", Sink: "hook", Attempt: 1, Outcome: "retried", Node: "b", At: base.Add(4 * time.Second)},
+			{Batch: 1, Index: 0, Attempt: event.Attempt{EventID: "e5", Sink: "hook", Number: 1, Outcome: "retried", Status: 503, Error: "503 Service Unavailable", Response: "busy", Node: "a", At: base.Add(time.Second), Duration: 3 * time.Millisecond}},
+			{Batch: 1, Index: 1, Attempt: event.Attempt{EventID: "e5", Sink: "bus", Number: 1, Outcome: "dead_lettered", Status: 400, Node: "a", At: base.Add(2 * time.Second)}},
+			{Batch: 2, Index: 0, Attempt: event.Attempt{EventID: "e5", Sink: "hook", Number: 2, Outcome: "delivered", Status: 200, Node: "b", At: base.Add(3 * time.Second)}},
+			{Batch: 2, Index: 1, Attempt: event.Attempt{EventID: "e4", Sink: "hook", Number: 1, Outcome: "retried", Node: "b", At: base.Add(4 * time.Second)}},
 		}
 		if n, err := s.AddAttempts(context.Background(), as); err != nil || n != 4 {
 			t.Fatalf("AddAttempts = %d, %v", n, err)
@@ -239,7 +239,7 @@ func TestArchiveAndDelete(t *testing.T) {
 	backends(t, func(t *testing.T, s *eventlog.Store) {
 		ctx := context.Background()
 		seed(t, s)
-		if _, err := s.AddAttempts(ctx, []eventlog.Attempt{{Batch: 1, EventID: "e2", Sink: "hook", Attempt: 1, Outcome: "delivered", At: base}}); err != nil {
+		if _, err := s.AddAttempts(ctx, []eventlog.Attempt{{Batch: 1, Index: 0, Attempt: event.Attempt{EventID: "e2", Sink: "hook", Number: 1, Outcome: "delivered", At: base}}}); err != nil {
 			t.Fatal(err)
 		}
 		// Archive by type up to a date: hidden from the list, shown with
@@ -327,9 +327,9 @@ func TestPurge(t *testing.T) {
 		ctx := context.Background()
 		seed(t, s)
 		if _, err := s.AddAttempts(ctx, []eventlog.Attempt{
-			{Batch: 1, EventID: "e1", Sink: "hook", Attempt: 1, Outcome: "delivered", At: base},
-			{Batch: 1, Index: 1, EventID: "gone", Sink: "hook", Attempt: 1, Outcome: "delivered", At: base},
-			{Batch: 1, Index: 2, EventID: "e6", Sink: "hook", Attempt: 1, Outcome: "delivered", At: base.Add(48 * time.Hour)},
+			{Batch: 1, Index: 0, Attempt: event.Attempt{EventID: "e1", Sink: "hook", Number: 1, Outcome: "delivered", At: base}},
+			{Batch: 1, Index: 1, Attempt: event.Attempt{EventID: "gone", Sink: "hook", Number: 1, Outcome: "delivered", At: base}},
+			{Batch: 1, Index: 2, Attempt: event.Attempt{EventID: "e6", Sink: "hook", Number: 1, Outcome: "delivered", At: base.Add(48 * time.Hour)}},
 		}); err != nil {
 			t.Fatal(err)
 		}

@@ -2,8 +2,8 @@ package eventlog
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/courierhq/courier/event"
@@ -12,69 +12,63 @@ import (
 // Attempt is one delivery attempt as the log keeps it. Batch and Index name
 // the record in the attempts stream, which makes writing it twice harmless.
 type Attempt struct {
-	Batch    uint64        `json:"-"`
-	Index    int           `json:"-"`
-	EventID  string        `json:"event_id"`
-	Sink     string        `json:"sink"`
-	Attempt  int           `json:"attempt"`
-	Outcome  string        `json:"outcome"`
-	Status   int           `json:"status,omitempty"`
-	Duration time.Duration `json:"duration"`
-	Error    string        `json:"error,omitempty"`
-	Response string        `json:"response,omitempty"`
-	Node     string        `json:"node,omitempty"`
-	At       time.Time     `json:"at"`
+	Batch uint64 `json:"-"`
+	Index int    `json:"-"`
+	event.Attempt
 }
 
 // AddEvents logs events in one transaction and returns how many were new:
 // an id already logged (read again after a crash, or by another node of a
 // shared database) is left as it is.
 func (s *Store) AddEvents(ctx context.Context, events []event.Envelope) (int, error) {
-	if len(events) == 0 {
-		return 0, nil
-	}
-	q := s.rebind(`INSERT INTO events (id, event_type, source, node, event_time, event_key, level, state, start_id,
-		description, account, domain, user_name, resource_id, resource_type, data, logged_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
 	now := micros(time.Now())
-	return s.inTx(ctx, q, len(events), func(stmt *sql.Stmt, i int) (sql.Result, error) {
-		e := &events[i]
-		return stmt.ExecContext(ctx, e.ID, e.Type, e.Source, e.Node, micros(e.Time), e.Key, string(e.Level), string(e.State), e.StartID,
-			e.Description, e.Account, e.Domain, e.User, e.ResourceID, e.ResourceType, string(e.Data), now)
-	})
+	return s.insert(ctx, `INSERT INTO events (id, event_type, source, node, event_time, event_key, level, state, start_id,
+		description, account, domain, user_name, resource_id, resource_type, data, logged_at) VALUES `, 17,
+		` ON CONFLICT (id) DO NOTHING`, len(events), func(i int) []any {
+			e := &events[i]
+			return []any{e.ID, e.Type, e.Source, e.Node, micros(e.Time), e.Key, string(e.Level), string(e.State), e.StartID,
+				e.Description, e.Account, e.Domain, e.User, e.ResourceID, e.ResourceType, string(e.Data), now}
+		})
 }
 
 // AddAttempts logs attempt records in one transaction and returns how many
 // were new.
 func (s *Store) AddAttempts(ctx context.Context, attempts []Attempt) (int, error) {
-	if len(attempts) == 0 {
-		return 0, nil
-	}
-	q := s.rebind(`INSERT INTO attempts (batch, idx, event_id, sink, attempt, outcome, status, duration_us, error, response, node, at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (batch, idx) DO NOTHING`)
-	return s.inTx(ctx, q, len(attempts), func(stmt *sql.Stmt, i int) (sql.Result, error) {
-		a := &attempts[i]
-		return stmt.ExecContext(ctx, int64(a.Batch), a.Index, a.EventID, a.Sink, a.Attempt, a.Outcome, a.Status,
-			a.Duration.Microseconds(), a.Error, a.Response, a.Node, micros(a.At))
-	})
+	return s.insert(ctx, `INSERT INTO attempts (batch, idx, event_id, sink, attempt, outcome, status, duration_us, error, response, node, at) VALUES `, 12,
+		` ON CONFLICT (batch, idx) DO NOTHING`, len(attempts), func(i int) []any {
+			a := &attempts[i]
+			return []any{int64(a.Batch), a.Index, a.EventID, a.Sink, a.Number, a.Outcome, a.Status,
+				a.Duration.Microseconds(), a.Error, a.Response, a.Node, micros(a.At)}
+		})
 }
 
-// inTx runs one prepared statement n times in a transaction and counts the
-// rows it added.
-func (s *Store) inTx(ctx context.Context, q string, n int, exec func(*sql.Stmt, int) (sql.Result, error)) (int, error) {
+// rowsPerInsert is how many rows one INSERT carries: one statement per row
+// cost PostgreSQL a network round trip each (5-15k events/s measured);
+// 100 rows a statement reached 22k.
+const rowsPerInsert = 100
+
+// insert writes n rows in one transaction, rowsPerInsert to a statement,
+// and counts the rows it added. head ends with VALUES; cols is the number
+// of columns; row gives row i's values.
+func (s *Store) insert(ctx context.Context, head string, cols int, tail string, n int, row func(int) []any) (int, error) {
+	if n == 0 {
+		return 0, nil
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("event log: begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	stmt, err := tx.PrepareContext(ctx, q)
-	if err != nil {
-		return 0, fmt.Errorf("event log: prepare: %w", err)
-	}
-	defer stmt.Close()
+	tuple := "(?" + strings.Repeat(", ?", cols-1) + ")"
 	added := 0
-	for i := range n {
-		res, err := exec(stmt, i)
+	for start := 0; start < n; start += rowsPerInsert {
+		end := min(start+rowsPerInsert, n)
+		args := make([]any, 0, (end-start)*cols)
+		for i := start; i < end; i++ {
+			args = append(args, row(i)...)
+		}
+		q := s.rebind(head + tuple + strings.Repeat(", "+tuple, end-start-1) + tail)
+		res, err := tx.ExecContext(ctx, q, args...)
 		if err != nil {
 			return 0, fmt.Errorf("event log: write: %w", err)
 		}

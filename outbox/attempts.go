@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/courierhq/courier/event"
 )
 
 // StreamAttempts carries delivery attempts to every node's event log: each
@@ -29,18 +31,7 @@ const SubjectLogOps = "courier.logops"
 func AttemptsSubjects() []string { return []string{subjectAttempts + ">", SubjectLogOps} }
 
 // Attempt is one delivery attempt of one event to one sink.
-type Attempt struct {
-	EventID  string        `json:"event_id"`
-	Sink     string        `json:"sink"`
-	Attempt  int           `json:"attempt"`
-	Outcome  string        `json:"outcome"`
-	Status   int           `json:"status,omitempty"`
-	Duration time.Duration `json:"duration"`
-	Error    string        `json:"error,omitempty"`
-	Response string        `json:"response,omitempty"`
-	Node     string        `json:"node,omitempty"`
-	At       time.Time     `json:"at"`
-}
+type Attempt = event.Attempt
 
 // EnsureAttemptsStream creates or updates the attempts stream.
 func EnsureAttemptsStream(ctx context.Context, js jetstream.JetStream, maxAge time.Duration, maxBytes int64, replicas int) error {

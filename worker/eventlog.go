@@ -54,26 +54,41 @@ func attemptsConsumer(node string, shared bool) string {
 
 // ensureEventLogConsumers creates the event log's consumers on the outbox
 // and the attempts stream, which start at the beginning of each: the log
-// is a complete history. With the log off it removes this node's, so they
-// do not hold the outbox.
+// holds everything from the node's first start on. With the log off it
+// removes this node's own, and with a shared database the ones of its
+// former SQLite log, so that they do not hold the outbox.
 func (w *Worker) ensureEventLogConsumers(ctx context.Context, js jetstream.JetStream) error {
 	shared := w.cfg.EventLog.URL != ""
+	remove := func(stream, name string) error {
+		if err := js.DeleteConsumer(ctx, stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("remove event log consumer %s: %w", name, err)
+		}
+		return nil
+	}
 	names := map[string]string{
 		outbox.StreamEvents:   outbox.LogConsumer(w.cfg.NodeID, shared),
 		outbox.StreamAttempts: attemptsConsumer(w.cfg.NodeID, shared),
 	}
+	own := map[string]string{
+		outbox.StreamEvents:   outbox.LogConsumer(w.cfg.NodeID, false),
+		outbox.StreamAttempts: attemptsConsumer(w.cfg.NodeID, false),
+	}
 	for stream, name := range names {
-		if !w.cfg.EventLog.On() {
-			if err := js.DeleteConsumer(ctx, stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-				return fmt.Errorf("remove event log consumer %s: %w", name, err)
+		// A shared consumer is the other nodes' too: only this node's own
+		// goes, when the log is off or has moved to a shared database.
+		if shared || !w.cfg.EventLog.On() {
+			if err := remove(stream, own[stream]); err != nil {
+				return err
 			}
+		}
+		if !w.cfg.EventLog.On() {
 			continue
 		}
 		cfg := jetstream.ConsumerConfig{
 			Durable:       name,
 			Description:   "Courier event log of node " + w.cfg.NodeID,
 			DeliverPolicy: jetstream.DeliverAllPolicy,
-			AckPolicy:     jetstream.AckAllPolicy,
+			AckPolicy:     logAckPolicy(shared),
 			AckWait:       logAckWait,
 			MaxDeliver:    -1,
 			MaxAckPending: 4 * logBatch,
@@ -86,6 +101,17 @@ func (w *Worker) ensureEventLogConsumers(ctx context.Context, js jetstream.JetSt
 		}
 	}
 	return nil
+}
+
+// logAckPolicy: a node's own log acknowledges a batch with its last
+// message. Nodes sharing one consumer (and one database) must acknowledge
+// each message: acknowledging all up to a sequence would also acknowledge
+// what another node fetched and has not committed yet.
+func logAckPolicy(shared bool) jetstream.AckPolicy {
+	if shared {
+		return jetstream.AckExplicitPolicy
+	}
+	return jetstream.AckAllPolicy
 }
 
 // runEventLog feeds the log from both streams, purges it, and answers
@@ -157,10 +183,24 @@ func (w *Worker) ingest(ctx context.Context, c jetstream.Consumer, write func(co
 			w.log.Info("event log: writing again", "db", w.elog.store.Where())
 			failing = false
 		}
-		if err := msgs[len(msgs)-1].Ack(); err != nil && ctx.Err() == nil {
+		if err := ackLogBatch(msgs, w.elog.store.Shared()); err != nil && ctx.Err() == nil {
 			w.log.Warn("event log: acknowledge batch", "err", err)
 		}
 	}
+}
+
+// ackLogBatch acknowledges a committed batch as logAckPolicy says.
+func ackLogBatch(msgs []jetstream.Msg, shared bool) error {
+	if !shared {
+		return msgs[len(msgs)-1].Ack()
+	}
+	var first error
+	for _, m := range msgs {
+		if err := m.Ack(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // fetchLogBatch takes what is waiting, up to logBatch, without waiting for
@@ -230,8 +270,7 @@ func (w *Worker) logAttempts(ctx context.Context, msgs []jetstream.Msg) error {
 			continue
 		}
 		for i, a := range as {
-			recs = append(recs, eventlog.Attempt{Batch: md.Sequence.Stream, Index: i, EventID: a.EventID, Sink: a.Sink, Attempt: a.Attempt,
-				Outcome: a.Outcome, Status: a.Status, Duration: a.Duration, Error: a.Error, Response: a.Response, Node: a.Node, At: a.At})
+			recs = append(recs, eventlog.Attempt{Batch: md.Sequence.Stream, Index: i, Attempt: a})
 		}
 	}
 	return w.addAttempts(ctx, recs)

@@ -26,6 +26,12 @@ func TestEventLogOfANodeThatWasDownIsComplete(t *testing.T) {
 	}
 	testutil.Eventually(t, 60*time.Second, func() bool { _, c := streamLeader(t, nodes[0].url); return c == 3 }, "outbox replicated on three nodes")
 	n3 := nodes[2]
+	// n3 must have run once, its log's consumers created: a log that never
+	// existed holds nothing in the outbox.
+	testutil.Eventually(t, 60*time.Second, func() bool {
+		r := cli(t, "status", "--config", nodes[0].cfg)
+		return r.err == nil && regexp.MustCompile(`(?m)^n3\s+UP\s+running\s.*\s\d+ events$`).MatchString(r.stdout)
+	}, "n3 running with its event log")
 	n3.kill(t)
 
 	var em emitter

@@ -174,7 +174,7 @@ func printAttempts(stdout io.Writer, id string, list []eventlog.Attempt) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "AT\tSINK\tATTEMPT\tOUTCOME\tSTATUS\tDURATION\tNODE\tERROR")
 	for _, a := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", a.At.Format(time.RFC3339Nano), a.Sink, a.Attempt, a.Outcome, a.Status, a.Duration.Round(time.Microsecond), a.Node, a.Error)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", a.At.Format(time.RFC3339Nano), a.Sink, a.Number, a.Outcome, a.Status, a.Duration.Round(time.Microsecond), a.Node, a.Error)
 	}
 	return tw.Flush()
 }

@@ -24,8 +24,8 @@ CREATE TABLE events (
 );
 -- Newest first within a type or an account, and by time alone.
 CREATE INDEX events_time ON events (event_time, id);
-CREATE INDEX events_type_time ON events (event_type, event_time);
-CREATE INDEX events_account_time ON events (account, event_time);
+CREATE INDEX events_type_time ON events (event_type, event_time, id);
+CREATE INDEX events_account_time ON events (account, event_time, id);
 CREATE INDEX events_start_id ON events (start_id);
 
 -- batch and idx name the record in the attempts stream (the stream

@@ -65,12 +65,13 @@ outbox:
   listen: 127.0.0.1:0
   sync: always
 %s
+event_log: {enabled: %t}
 sinks:
   - name: %s
     %s
     concurrency: %d
     retry: {initial: 100ms, multiplier: 2, max_interval: 5s, max_attempts: 25, jitter: 0.2}
-`, c.dir, outboxExtra(c.p.CourierOutbox), sinkName, sink, c.p.Concurrency)
+`, c.dir, outboxExtra(c.p.CourierOutbox), c.p.CourierEventLog, sinkName, sink, c.p.Concurrency)
 	cfg, err := config.Parse([]byte(yaml), func(string) (string, bool) { return "", false })
 	if err != nil {
 		return nil, fmt.Errorf("courier config: %w", err)

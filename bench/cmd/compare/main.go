@@ -110,6 +110,8 @@ type options struct {
 	profileDir  string
 	// courierOutbox: extra outbox settings for Courier, "key: value, ...".
 	courierOutbox string
+	// courierEventLog: Courier keeps its event log (the default).
+	courierEventLog bool
 }
 
 func main() {
@@ -132,6 +134,7 @@ func main() {
 	flag.StringVar(&o.amqpURL, "amqp", defaultAMQPURL(), "RabbitMQ for scenario (5) (default: $COURIER_TEST_AMQP_URL or the local broker)")
 	flag.StringVar(&o.kafkaAddr, "kafka", "", "Kafka broker host:port for scenario (5) (default: start kfake in a process of its own)")
 	flag.StringVar(&o.profileDir, "profile", "", "write a CPU profile of each run's measured window into this directory")
+	flag.BoolVar(&o.courierEventLog, "courier-event-log", true, "run Courier with its event log (SQLite in data_dir), as by default; false for a pure pipeline")
 	flag.StringVar(&o.courierOutbox, "courier-outbox", "", `extra outbox settings for Courier, as "key: value, ..." (e.g. "duplicate_window: 10s, attempt_log_max_bytes: 8MiB")`)
 	flag.Parse()
 	flag.Visit(func(f *flag.Flag) { o.timeoutSet = o.timeoutSet || f.Name == "timeout" })
@@ -219,7 +222,7 @@ func child(sys, name string, n, run int, o options) int {
 		System: sys, Scenario: name, Kind: s.Kind, Sink: s.sink(), Size: s.size(), N: n,
 		Producers: s.Producers, Rate: s.Rate, FailPct: s.FailPct, Concurrency: o.concurrency,
 		Timeout: o.timeout, AMQPURL: o.amqpURL, KafkaAddr: o.kafkaAddr, ProfileDir: o.profileDir, Run: run,
-		CourierOutbox: o.courierOutbox,
+		CourierOutbox: o.courierOutbox, CourierEventLog: o.courierEventLog,
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "compare: %s %s: %v\n", sys, name, err)
@@ -408,6 +411,7 @@ func runChild(exe, sys string, s scenario, n, run int, o options) (result, error
 	if o.courierOutbox != "" {
 		args = append(args, "-courier-outbox", o.courierOutbox)
 	}
+	args = append(args, "-courier-event-log="+strconv.FormatBool(o.courierEventLog))
 	if o.profileDir != "" {
 		args = append(args, "-profile", o.profileDir)
 	}

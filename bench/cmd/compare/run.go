@@ -36,6 +36,8 @@ type params struct {
 	Run         int           // which repetition, for file names
 	// CourierOutbox holds extra outbox settings for Courier ("key: value, ...").
 	CourierOutbox string
+	// CourierEventLog keeps Courier's event log on (its default).
+	CourierEventLog bool
 }
 
 // unique names what this run creates on a shared broker (exchange, queue,
