@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
@@ -37,6 +38,9 @@ type Store struct {
 	db       *sql.DB
 	postgres bool
 	path     string // the SQLite file; empty for PostgreSQL
+
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt // prepared INSERTs, by their head
 }
 
 // Open opens the event log and brings its schema up to date. An empty url
@@ -110,7 +114,15 @@ func (s *Store) Where() string {
 func (s *Store) Shared() bool { return s.postgres }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.mu.Lock()
+	for _, stmt := range s.stmts {
+		stmt.Close()
+	}
+	s.stmts = nil
+	s.mu.Unlock()
+	return s.db.Close()
+}
 
 // Size is the database's size in bytes on disk.
 func (s *Store) Size(ctx context.Context) (int64, error) {

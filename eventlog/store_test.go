@@ -374,3 +374,30 @@ func TestBadURL(t *testing.T) {
 		t.Fatalf("Open with a mysql url: %v (must fail without the password)", err)
 	}
 }
+
+// TestAddManyInChunks writes more rows than one INSERT carries, twice: all
+// are logged once, the prepared full-chunk statement and the last partial
+// one alike.
+func TestAddManyInChunks(t *testing.T) {
+	backends(t, func(t *testing.T, s *eventlog.Store) {
+		ctx := context.Background()
+		es := make([]event.Envelope, 250)
+		as := make([]eventlog.Attempt, 250)
+		for i := range es {
+			es[i] = event.Envelope{ID: fmt.Sprintf("bulk-%03d", i), Type: "VM.START", Time: base.Add(time.Duration(i) * time.Second)}
+			as[i] = eventlog.Attempt{Batch: 9, Index: i, Attempt: event.Attempt{EventID: es[i].ID, Sink: "hook", Number: 1, Outcome: "delivered", At: base}}
+		}
+		for round, want := range []int{250, 0} {
+			if n, err := s.AddEvents(ctx, es); err != nil || n != want {
+				t.Fatalf("round %d: AddEvents = %d, %v; want %d", round, n, err, want)
+			}
+			if n, err := s.AddAttempts(ctx, as); err != nil || n != want {
+				t.Fatalf("round %d: AddAttempts = %d, %v; want %d", round, n, err, want)
+			}
+		}
+		list, err := s.List(ctx, eventlog.Filter{Type: "VM.START", PageSize: 1000})
+		if err != nil || len(list) != 250 || list[0].ID != "bulk-249" || list[0].Deliveries["hook"].State != "delivered" {
+			t.Fatalf("listed %d, %v", len(list), err)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package eventlog
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -59,7 +60,6 @@ func (s *Store) insert(ctx context.Context, head string, cols int, tail string, 
 		return 0, fmt.Errorf("event log: begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	tuple := "(?" + strings.Repeat(", ?", cols-1) + ")"
 	added := 0
 	for start := 0; start < n; start += rowsPerInsert {
 		end := min(start+rowsPerInsert, n)
@@ -67,8 +67,20 @@ func (s *Store) insert(ctx context.Context, head string, cols int, tail string, 
 		for i := start; i < end; i++ {
 			args = append(args, row(i)...)
 		}
-		q := s.rebind(head + tuple + strings.Repeat(", "+tuple, end-start-1) + tail)
-		res, err := tx.ExecContext(ctx, q, args...)
+		var (
+			res sql.Result
+			err error
+		)
+		if end-start == rowsPerInsert {
+			// Full chunks reuse one prepared statement: preparing it
+			// anew took a fifth of the ingest's CPU.
+			var stmt *sql.Stmt
+			if stmt, err = s.prepared(ctx, head, cols, tail); err == nil {
+				res, err = tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
+			}
+		} else {
+			res, err = tx.ExecContext(ctx, s.insertSQL(head, cols, tail, end-start), args...)
+		}
 		if err != nil {
 			return 0, fmt.Errorf("event log: write: %w", err)
 		}
@@ -80,4 +92,28 @@ func (s *Store) insert(ctx context.Context, head string, cols int, tail string, 
 		return 0, fmt.Errorf("event log: commit: %w", err)
 	}
 	return added, nil
+}
+
+// insertSQL is the INSERT of rows rows.
+func (s *Store) insertSQL(head string, cols int, tail string, rows int) string {
+	tuple := "(?" + strings.Repeat(", ?", cols-1) + ")"
+	return s.rebind(head + tuple + strings.Repeat(", "+tuple, rows-1) + tail)
+}
+
+// prepared is the full-chunk INSERT, prepared once per store.
+func (s *Store) prepared(ctx context.Context, head string, cols int, tail string) (*sql.Stmt, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if stmt, ok := s.stmts[head]; ok {
+		return stmt, nil
+	}
+	stmt, err := s.db.PrepareContext(ctx, s.insertSQL(head, cols, tail, rowsPerInsert))
+	if err != nil {
+		return nil, err
+	}
+	if s.stmts == nil {
+		s.stmts = map[string]*sql.Stmt{}
+	}
+	s.stmts[head] = stmt
+	return stmt, nil
 }

@@ -515,6 +515,13 @@ func (w *Worker) Shutdown(ctx context.Context) {
 	w.wg.Wait()
 	w.beat(ctx, true)
 	w.stopSinks()
+	if w.deps.attempts != nil {
+		// Deliveries that finished while the sinks stopped recorded theirs
+		// after the attempt log's last batch.
+		if err := w.deps.attempts.Flush(ctx); err != nil {
+			w.log.Warn("attempt records not logged at shutdown", "err", err)
+		}
+	}
 	w.stopOutbox()
 	w.log.Info("worker stopped")
 }

@@ -7,6 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -300,5 +303,26 @@ func TestEventLogOnPostgreSQL(t *testing.T) {
 	e, attempts, err := s.Get(context.Background(), "pg-1", "")
 	if err != nil || e.Description != "Successfully created VM" || len(attempts) != 1 || attempts[0].Node != "pg-node" {
 		t.Fatalf("pg-1 in PostgreSQL: %+v %+v %v", e, attempts, err)
+	}
+}
+
+// TestEventLogOff: a pure pipeline keeps no log and no log consumers, and
+// still delivers; the event commands say the log is off.
+func TestEventLogOff(t *testing.T) {
+	rcv := testutil.NewReceiver(t)
+	sinks := "sinks:\n  - {name: all, type: webhook, url: " + rcv.URL() + "}\n"
+	n := testutil.StartNode(t, "event_log: {enabled: false}\n"+sinks, nil)
+	cfg := writeFile(t, "outbox: {url: \""+n.URL()+"\"}\n"+sinks)
+	if _, err := n.Publisher(t).Emit(context.Background(), event.Envelope{ID: "off-1", Type: "VM.CREATE"}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, cliWait, func() bool { return rcv.Seen("off-1") == 1 }, "delivered without a log")
+	wantRuntimeError(t, cli(t, "events", "list", "--config", cfg), "event_log.enabled")
+	if _, err := os.Stat(filepath.Join(n.Config.DataDir, eventlog.FileName)); !os.IsNotExist(err) {
+		t.Errorf("an event log file exists with the log off: %v", err)
+	}
+	r := cli(t, "status", "--config", cfg)
+	if r.err != nil || !regexp.MustCompile(`(?m)\soff$`).MatchString(r.stdout) {
+		t.Errorf("status does not say the log is off: %v\n%s", r.err, r.stdout)
 	}
 }
