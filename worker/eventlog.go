@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/courierhq/courier/config"
+	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/eventlog"
 	"github.com/courierhq/courier/outbox"
@@ -156,7 +157,9 @@ func (w *Worker) runEventLog(ctx context.Context) error {
 // A failed write is tried again, in order, until it succeeds.
 func (w *Worker) ingest(ctx context.Context, c jetstream.Consumer, write func(context.Context, []jetstream.Msg) error) {
 	failing := false
+	y := yielder{w: w}
 	for ctx.Err() == nil {
+		y.wait(ctx)
 		msgs, err := fetchLogBatch(c)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -187,6 +190,63 @@ func (w *Worker) ingest(ctx context.Context, c jetstream.Consumer, write func(co
 			w.log.Warn("event log: acknowledge batch", "err", err)
 		}
 	}
+}
+
+// The log yields to delivery: on two cores, writing the log while a sink
+// drains a backlog took 40% of the drain's speed (a 100k drain in 10.4 s
+// against 6.3 s without the log). While a sink of this node that is able to
+// deliver has more than logYieldBacklog events pending, the log waits, for
+// up to half of event_log.max_lag, then catches up at its own speed.
+const (
+	logYieldBacklog = 1000
+	logYieldCheck   = 250 * time.Millisecond
+)
+
+// yielder holds one ingest loop back while delivery is busy.
+type yielder struct {
+	w        *Worker
+	since    time.Time // when this stretch of yielding began
+	checked  time.Time
+	busy     bool
+	maxYield time.Duration
+}
+
+func (y *yielder) wait(ctx context.Context) {
+	if y.maxYield == 0 {
+		y.maxYield = y.w.cfg.EventLog.MaxLag / 2
+	}
+	for ctx.Err() == nil {
+		if time.Since(y.checked) >= logYieldCheck {
+			y.busy, y.checked = y.w.deliveryBusy(ctx), time.Now()
+		}
+		if !y.busy {
+			y.since = time.Time{}
+			return
+		}
+		if y.since.IsZero() {
+			y.since = time.Now()
+		}
+		if time.Since(y.since) > y.maxYield {
+			return // the log must not fall past its bound
+		}
+		sleepCtx(ctx, logYieldCheck)
+	}
+}
+
+// deliveryBusy reports whether a sink of this node that can deliver (not
+// disabled, circuit closed) has a backlog.
+func (w *Worker) deliveryBusy(ctx context.Context) bool {
+	for name, loop := range w.loops() {
+		st := loop.Stats()
+		if st.Disabled.Load() || st.CircuitOpen.Load() {
+			continue
+		}
+		c, err := w.js.Consumer(ctx, outbox.StreamEvents, delivery.ConsumerName(name))
+		if err == nil && c.CachedInfo().NumPending > logYieldBacklog {
+			return true
+		}
+	}
+	return false
 }
 
 // ackLogBatch acknowledges a committed batch as logAckPolicy says.
