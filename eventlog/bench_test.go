@@ -28,8 +28,6 @@ import (
 // of List over a log of COURIER_BENCH_LOG_ROWS events (default 1,000,000,
 // 200,000 on PostgreSQL; target < 100 ms over 1M). CI's smoke run sets
 // COURIER_BENCH_LOG_ROWS=20000 and -benchtime 1x.
-// COURIER_BENCH_EXPLAIN=1 logs each list query's plan (EXPLAIN QUERY PLAN on
-// SQLite, EXPLAIN ANALYZE on PostgreSQL).
 
 const (
 	ingestBatch = 500  // the worker's batch size
@@ -195,15 +193,12 @@ func logRows(b *testing.B, backend string) int {
 	return n
 }
 
-// listCase is a filter, how many events of the log match it (counted while
-// filling) and, for COURIER_BENCH_EXPLAIN, the conditions List builds for it
-// (eventlog's query.go, as of writing).
+// listCase is a filter and how many events of the log match it (counted
+// while filling).
 type listCase struct {
 	name  string
 	f     eventlog.Filter
 	match func(*event.Envelope) bool
-	where string
-	args  []any
 	count int
 }
 
@@ -218,30 +213,23 @@ func listCases(n int) []*listCase {
 		return strings.Contains(strings.ToLower(e.Type), kw) || strings.Contains(strings.ToLower(e.Description), kw) ||
 			strings.Contains(strings.ToLower(string(e.Data)), kw)
 	}
-	const kwCond = `(LOWER(event_type) LIKE ? ESCAPE '\' OR LOWER(description) LIKE ? ESCAPE '\' OR LOWER(data) LIKE ? ESCAPE '\')`
 	rare := jobID(n / 3) // one event, a third of the way into the log
 	return []*listCase{
 		{
 			name:  "type+date",
 			f:     eventlog.Filter{Type: "VM.START", Start: t0, End: t1},
 			match: inDay,
-			where: `archived = ? AND event_type LIKE ? ESCAPE '\' AND event_time >= ? AND event_time <= ?`,
-			args:  []any{false, "VM.START", t0.UnixMicro(), t1.UnixMicro()},
 		},
 		{
 			name:  "type+date+keyword",
 			f:     eventlog.Filter{Type: "VM.START", Start: t0, End: t1, Keyword: "InsufficientCapacity"},
 			match: func(e *event.Envelope) bool { return inDay(e) && contains(e, "insufficientcapacity") },
-			where: `archived = ? AND event_type LIKE ? ESCAPE '\' AND ` + kwCond + ` AND event_time >= ? AND event_time <= ?`,
-			args:  []any{false, "VM.START", "%insufficientcapacity%", "%insufficientcapacity%", "%insufficientcapacity%", t0.UnixMicro(), t1.UnixMicro()},
 		},
 		{
 			// No index helps: every event is read to find the one.
 			name:  "keyword-scan",
 			f:     eventlog.Filter{Keyword: rare},
 			match: func(e *event.Envelope) bool { return contains(e, rare) },
-			where: `archived = ? AND ` + kwCond,
-			args:  []any{false, "%" + rare + "%", "%" + rare + "%", "%" + rare + "%"},
 		},
 	}
 }
@@ -275,21 +263,14 @@ func BenchmarkListTypeAndDate(b *testing.B) {
 				}
 			}
 			fill := time.Since(start)
-			db := explainDB(b, s, url)
-			if db != nil && backend == "postgres" {
-				// As autovacuum would soon after a bulk load.
-				if _, err := db.ExecContext(ctx, "ANALYZE events"); err != nil {
-					b.Fatal(err)
-				}
+			if backend == "postgres" {
+				analyze(b, url)
 			}
 			for _, c := range cases {
 				b.Run(c.name, func(b *testing.B) {
 					want := min(c.count, eventlog.DefaultPageSize)
 					if want == 0 {
 						b.Fatalf("the log holds no event matching %+v: fix the benchmark's data", c.f)
-					}
-					if db != nil {
-						explain(b, db, backend == "postgres", c)
 					}
 					got := 0
 					for b.Loop() {
@@ -313,71 +294,16 @@ func BenchmarkListTypeAndDate(b *testing.B) {
 	}
 }
 
-// explainDB opens the log's database beside the store when
-// COURIER_BENCH_EXPLAIN is set (and always on PostgreSQL, for ANALYZE).
-func explainDB(b *testing.B, s *eventlog.Store, url string) *sql.DB {
+// analyze updates PostgreSQL's statistics, as autovacuum would soon after
+// a bulk load, so the plans timed are the ones a running log gets.
+func analyze(b *testing.B, url string) {
 	b.Helper()
-	driver, dsn := "pgx", url
-	if url == "" {
-		if os.Getenv("COURIER_BENCH_EXPLAIN") == "" {
-			return nil
-		}
-		driver, dsn = "sqlite", "file:"+s.Where()+"?mode=ro"
-	}
-	db, err := sql.Open(driver, dsn)
+	db, err := sql.Open("pgx", url)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { db.Close() })
-	return db
-}
-
-func explain(b *testing.B, db *sql.DB, postgres bool, c *listCase) {
-	if os.Getenv("COURIER_BENCH_EXPLAIN") == "" {
-		return
-	}
-	q := `SELECT * FROM events WHERE ` + c.where + ` ORDER BY event_time DESC, id DESC LIMIT ? OFFSET ?`
-	args := append(append([]any{}, c.args...), eventlog.DefaultPageSize, 0)
-	if postgres {
-		q = "EXPLAIN (ANALYZE, BUFFERS) " + rebind(q)
-	} else {
-		q = "EXPLAIN QUERY PLAN " + q
-	}
-	rows, err := db.QueryContext(context.Background(), q, args...)
-	if err != nil {
-		b.Fatalf("explain: %v", err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var plan []string
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			b.Fatal(err)
-		}
-		plan = append(plan, fmt.Sprint(vals[len(vals)-1]))
-	}
-	if err := rows.Err(); err != nil {
+	defer db.Close()
+	if _, err := db.ExecContext(context.Background(), "ANALYZE events"); err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("plan of %s:\n%s", c.name, strings.Join(plan, "\n"))
-}
-
-// rebind numbers ? placeholders for PostgreSQL, as the store does.
-func rebind(q string) string {
-	var sb strings.Builder
-	k := 0
-	for _, r := range q {
-		if r == '?' {
-			k++
-			sb.WriteString("$" + strconv.Itoa(k))
-			continue
-		}
-		sb.WriteRune(r)
-	}
-	return sb.String()
 }

@@ -44,6 +44,10 @@ type eventLogState struct {
 	behind   atomic.Bool // the outbox no longer waits for this log
 }
 
+// logShared reports whether the nodes share one database (PostgreSQL),
+// and so one consumer per stream, instead of a SQLite log each.
+func (w *Worker) logShared() bool { return w.cfg.EventLog.URL != "" }
+
 // attemptsConsumer is the name of the node's consumer on the attempts
 // stream ("log-attempts" when the nodes share one database).
 func attemptsConsumer(node string, shared bool) string {
@@ -59,7 +63,7 @@ func attemptsConsumer(node string, shared bool) string {
 // removes this node's own, and with a shared database the ones of its
 // former SQLite log, so that they do not hold the outbox.
 func (w *Worker) ensureEventLogConsumers(ctx context.Context, js jetstream.JetStream) error {
-	shared := w.cfg.EventLog.URL != ""
+	shared := w.logShared()
 	remove := func(stream, name string) error {
 		if err := js.DeleteConsumer(ctx, stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return fmt.Errorf("remove event log consumer %s: %w", name, err)
@@ -118,7 +122,7 @@ func logAckPolicy(shared bool) jetstream.AckPolicy {
 // runEventLog feeds the log from both streams, purges it, and answers
 // requests, until ctx ends.
 func (w *Worker) runEventLog(ctx context.Context) error {
-	shared := w.cfg.EventLog.URL != ""
+	shared := w.logShared()
 	events, err := w.js.Consumer(ctx, outbox.StreamEvents, outbox.LogConsumer(w.cfg.NodeID, shared))
 	if err != nil {
 		return fmt.Errorf("open event log consumer: %w", err)
@@ -495,7 +499,7 @@ func (w *Worker) purgeEventLog(ctx context.Context) {
 
 // updateEventLogLag reads how far the log is behind the outbox.
 func (w *Worker) updateEventLogLag(ctx context.Context) {
-	c, err := w.js.Consumer(ctx, outbox.StreamEvents, outbox.LogConsumer(w.cfg.NodeID, w.cfg.EventLog.URL != ""))
+	c, err := w.js.Consumer(ctx, outbox.StreamEvents, outbox.LogConsumer(w.cfg.NodeID, w.logShared()))
 	if err != nil {
 		return
 	}
@@ -526,7 +530,7 @@ func (w *Worker) trim(ctx context.Context) {
 	if w.elog == nil {
 		return
 	}
-	behind := slices.Contains(res.Behind, outbox.LogConsumer(w.cfg.NodeID, w.cfg.EventLog.URL != ""))
+	behind := slices.Contains(res.Behind, outbox.LogConsumer(w.cfg.NodeID, w.logShared()))
 	switch was := w.elog.behind.Swap(behind); {
 	case behind && !was:
 		w.log.Error("event log fell behind the outbox by more than event_log.max_lag: the outbox no longer waits for it, and events trimmed meanwhile will be missing from this node's log",

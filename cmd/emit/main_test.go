@@ -18,7 +18,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/courierhq/courier/delivery"
-	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/testutil"
 	"github.com/courierhq/courier/outbox"
 )
@@ -82,67 +81,11 @@ func outboxWithSink(t *testing.T, limits outbox.Limits) (string, jetstream.JetSt
 // storedIDs returns the ids of the events in the outbox stream, in order.
 func storedIDs(t *testing.T, js jetstream.JetStream) []string {
 	t.Helper()
-	ctx := context.Background()
-	s, err := js.Stream(ctx, outbox.StreamEvents)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ids := []string{}
-	if info.State.Msgs == 0 {
-		return ids
-	}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatalf("read stream message %d: %v", seq, err)
-		}
-		var e struct {
-			ID string `json:"id"`
-		}
-		if err := json.Unmarshal(m.Data, &e); err != nil {
-			t.Fatalf("stream message %d is not an envelope: %s", seq, m.Data)
-		}
+	for _, e := range testutil.StoredEnvelopes(t, js) {
 		ids = append(ids, e.ID)
 	}
 	return ids
-}
-
-// storedEnvelopes returns the events in the outbox stream, in order.
-func storedEnvelopes(t *testing.T, js jetstream.JetStream) []event.Envelope {
-	t.Helper()
-	ctx := context.Background()
-	s, err := js.Stream(ctx, outbox.StreamEvents)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []event.Envelope
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatalf("read stream message %d: %v", seq, err)
-		}
-		// Strict, so that a field emit stores under a wrong name fails.
-		e, err := event.Decode(m.Data)
-		if err != nil {
-			t.Fatalf("stream message %d is not an envelope: %v: %s", seq, err, m.Data)
-		}
-		out = append(out, e)
-	}
-	return out
 }
 
 // oneErrorLine checks that stderr is exactly one "emit: ..." line that
@@ -198,7 +141,7 @@ func TestEmitCloudStackFlagsReachTheStoredEnvelope(t *testing.T) {
 	if r.code != 0 || r.stdout != "cs-1\n" || r.stderr != "" {
 		t.Fatalf("emit: %v; want exit 0 and the id", r)
 	}
-	got := storedEnvelopes(t, js)
+	got := testutil.StoredEnvelopes(t, js)
 	if len(got) != 1 {
 		t.Fatalf("stored %d events, want 1", len(got))
 	}
@@ -225,7 +168,7 @@ func TestEmitWithoutCloudStackFlagsStoresNoCloudStackFields(t *testing.T) {
 	if r := emit(t, "", "--url", url, "--id", "plain-1", "--type", "T"); r.code != 0 {
 		t.Fatalf("emit: %v", r)
 	}
-	got := storedEnvelopes(t, js)
+	got := testutil.StoredEnvelopes(t, js)
 	if len(got) != 1 {
 		t.Fatalf("stored %d events, want 1", len(got))
 	}
@@ -243,7 +186,7 @@ func TestEmitFileCarriesCloudStackFields(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "emit: line 2: ") || !strings.Contains(r.stderr, "account") {
 		t.Fatalf("emit --file: %v; want line 2 refused for its account", r)
 	}
-	got := storedEnvelopes(t, js)
+	got := testutil.StoredEnvelopes(t, js)
 	if len(got) != 1 {
 		t.Fatalf("stored %d events, want line 1 only", len(got))
 	}

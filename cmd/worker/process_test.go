@@ -317,12 +317,6 @@ func TestSecondWorkerOnOneDataDirIsRefused(t *testing.T) {
 	startWorkerProc(t, cfg)
 	pub2 := waitReady(t, url)
 	defer pub2.Close()
-	testutil.Eventually(t, 60*time.Second, func() bool {
-		for _, id := range ids {
-			if rcv.Seen(id) == 0 {
-				return false
-			}
-		}
-		return true
-	}, "all %d acknowledged events delivered after the restart", total)
+	testutil.Eventually(t, 60*time.Second, func() bool { return len(missing(rcv, ids)) == 0 },
+		"all %d acknowledged events delivered after the restart: %d missing", total, len(missing(rcv, ids)))
 }

@@ -331,6 +331,17 @@ func FreeAddr(t testing.TB) string {
 // StoredIDs counts each event id in the outbox stream.
 func StoredIDs(t testing.TB, js jetstream.JetStream) map[string]int {
 	t.Helper()
+	got := map[string]int{}
+	for _, e := range StoredEnvelopes(t, js) {
+		got[e.ID]++
+	}
+	return got
+}
+
+// StoredEnvelopes returns the events in the outbox stream, in stream order,
+// decoded strictly: a field stored under a wrong name fails the test.
+func StoredEnvelopes(t testing.TB, js jetstream.JetStream) []event.Envelope {
+	t.Helper()
 	ctx := context.Background()
 	s, err := js.Stream(ctx, outbox.StreamEvents)
 	if err != nil {
@@ -340,20 +351,20 @@ func StoredIDs(t testing.TB, js jetstream.JetStream) map[string]int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]int{}
+	var out []event.Envelope
 	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
 		m, err := s.GetMsg(ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
 		}
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("read stream message %d: %v", seq, err)
 		}
 		e, err := event.Decode(m.Data)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("stream message %d is not an envelope: %v: %s", seq, err, m.Data)
 		}
-		got[e.ID]++
+		out = append(out, e)
 	}
-	return got
+	return out
 }
