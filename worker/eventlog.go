@@ -120,16 +120,24 @@ func logAckPolicy(shared bool) jetstream.AckPolicy {
 }
 
 // runEventLog feeds the log from both streams, purges it, and answers
-// requests, until ctx ends.
-func (w *Worker) runEventLog(ctx context.Context) error {
+// requests, until ctx ends. The consumers are opened within startCtx, and
+// like every other part of a node's start, wait for the cluster's quorum: a
+// node rejoining while leaders are still elected would otherwise exit.
+func (w *Worker) runEventLog(startCtx, ctx context.Context) error {
 	shared := w.logShared()
-	events, err := w.js.Consumer(ctx, outbox.StreamEvents, outbox.LogConsumer(w.cfg.NodeID, shared))
+	var events, attempts jetstream.Consumer
+	err := w.untilQuorum(startCtx, func(ctx context.Context) error {
+		var err error
+		if events, err = w.js.Consumer(ctx, outbox.StreamEvents, outbox.LogConsumer(w.cfg.NodeID, shared)); err != nil {
+			return fmt.Errorf("open event log consumer: %w", err)
+		}
+		if attempts, err = w.js.Consumer(ctx, outbox.StreamAttempts, attemptsConsumer(w.cfg.NodeID, shared)); err != nil {
+			return fmt.Errorf("open event log attempts consumer: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("open event log consumer: %w", err)
-	}
-	attempts, err := w.js.Consumer(ctx, outbox.StreamAttempts, attemptsConsumer(w.cfg.NodeID, shared))
-	if err != nil {
-		return fmt.Errorf("open event log attempts consumer: %w", err)
+		return err
 	}
 	sub, err := w.nc.QueueSubscribe(EventLogSubject, eventLogQueue, func(m *nats.Msg) { w.answerEventLog(ctx, m) })
 	if err != nil {

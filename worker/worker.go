@@ -190,7 +190,7 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 		return nil, err
 	}
 	if w.elog != nil {
-		if err := w.runEventLog(runCtx); err != nil {
+		if err := w.runEventLog(ctx, runCtx); err != nil {
 			return nil, err
 		}
 		w.wg.Add(1)

@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"regexp"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -28,9 +28,10 @@ func TestEventLogOfANodeThatWasDownIsComplete(t *testing.T) {
 	n3 := nodes[2]
 	// n3 must have run once, its log's consumers created: a log that never
 	// existed holds nothing in the outbox.
+	var first nodeBeat
 	testutil.Eventually(t, 60*time.Second, func() bool {
-		r := cli(t, "status", "--config", nodes[0].cfg)
-		return r.err == nil && regexp.MustCompile(`(?m)^n3\s+UP\s+running\s.*\s\d+ events$`).MatchString(r.stdout)
+		first = beatOf(t, nodes[0].cfg, "n3")
+		return first.Up && first.EventLogLag != nil
 	}, "n3 running with its event log")
 	n3.kill(t)
 
@@ -41,10 +42,12 @@ func TestEventLogOfANodeThatWasDownIsComplete(t *testing.T) {
 	n3.proc = startWorkerProc(t, n3.cfg)
 	// n3's heartbeat reports its log's lag behind the outbox; it reaches
 	// 0 once n3 logged everything it missed.
+	// The killed n3's last beat still counts as UP for a while: wait for
+	// one from the new process.
 	testutil.Eventually(t, 90*time.Second, func() bool {
-		r := cli(t, "status", "--config", nodes[0].cfg)
-		return r.err == nil && regexp.MustCompile(`(?m)^n3\s+UP\s+running\s.*\s0 events$`).MatchString(r.stdout)
-	}, "n3 up with its event log caught up")
+		b := beatOf(t, nodes[0].cfg, "n3")
+		return b.Up && !b.Started.Equal(first.Started) && b.EventLogLag != nil && *b.EventLogLag == 0
+	}, "restarted n3 up with its event log caught up")
 	store := func() *eventlog.Store {
 		s, err := eventlog.Open(context.Background(), "", n3.data)
 		if err != nil {
@@ -73,6 +76,32 @@ func TestEventLogOfANodeThatWasDownIsComplete(t *testing.T) {
 	if len(all) != 1000 {
 		t.Errorf("n3's log lists %d VOLUME_CREATE events, want exactly 1000", len(all))
 	}
+}
+
+// nodeBeat is one node of worker status --json.
+type nodeBeat struct {
+	Node        string    `json:"node"`
+	Started     time.Time `json:"started"`
+	Up          bool      `json:"up"`
+	EventLogLag *int64    `json:"event_log_lag"`
+}
+
+// beatOf reads one node's last heartbeat through worker status --json.
+func beatOf(t *testing.T, cfg, node string) nodeBeat {
+	t.Helper()
+	r := cli(t, "status", "--config", cfg, "--json")
+	var st struct {
+		Nodes []nodeBeat `json:"nodes"`
+	}
+	if r.err != nil || json.Unmarshal([]byte(r.stdout), &st) != nil {
+		return nodeBeat{}
+	}
+	for _, n := range st.Nodes {
+		if n.Node == node {
+			return n
+		}
+	}
+	return nodeBeat{}
 }
 
 // withoutDelivery lists the ids whose logged attempts do not include a
