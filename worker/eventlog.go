@@ -289,8 +289,14 @@ func fetchLogBatch(c jetstream.Consumer) ([]jetstream.Msg, error) {
 	for m := range batch.Messages() {
 		msgs = append(msgs, m)
 	}
-	if len(msgs) > 0 || batch.Error() != nil {
-		return msgs, batch.Error()
+	// Messages that came with an error are written all the same: with
+	// AckAll, skipping them and acknowledging a later batch would
+	// acknowledge them unwritten.
+	if len(msgs) > 0 {
+		return msgs, nil
+	}
+	if err := batch.Error(); err != nil {
+		return nil, err
 	}
 	batch, err = c.Fetch(1, jetstream.FetchMaxWait(logMaxWait))
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -59,7 +60,7 @@ func TestEventLogOfANodeThatWasDownIsComplete(t *testing.T) {
 	// reading its file beside the running worker (SQLite's WAL allows it).
 	s := store()
 	testutil.Eventually(t, 60*time.Second, func() bool { return len(withoutDelivery(t, s, em.ids)) == 0 },
-		"n3's log has every event with its delivered attempt: %d lack one", len(withoutDelivery(t, s, em.ids)))
+		"n3's log has every event with its delivered attempt: %s", lacking(t, s, em.ids))
 	s.Close()
 
 	// A SIGKILL loses nothing logged and logs nothing twice.
@@ -102,6 +103,21 @@ func beatOf(t *testing.T, cfg, node string) nodeBeat {
 		}
 	}
 	return nodeBeat{}
+}
+
+// lacking says, for a failure, how many events are not logged at all and
+// how many lack their delivered attempt.
+func lacking(t *testing.T, s *eventlog.Store, ids []string) string {
+	t.Helper()
+	events, attempts := 0, 0
+	for _, id := range withoutDelivery(t, s, ids) {
+		if _, _, err := s.Get(context.Background(), id, ""); err != nil {
+			events++
+		} else {
+			attempts++
+		}
+	}
+	return fmt.Sprintf("%d events not logged, %d logged without their delivery", events, attempts)
 }
 
 // withoutDelivery lists the ids whose logged attempts do not include a
