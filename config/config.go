@@ -42,6 +42,8 @@ type File struct {
 	Cluster Cluster `yaml:"cluster"`
 	// EventLog keeps every event and delivery attempt, queryable.
 	EventLog EventLog `yaml:"event_log"`
+	// Ingest takes events over HTTP.
+	Ingest Ingest `yaml:"ingest"`
 	// ShutdownTimeout bounds how long in-flight deliveries may finish on
 	// SIGTERM before they are handed back to the outbox.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -677,6 +679,7 @@ func (f *File) setDefaults() {
 	if f.EventLog.MaxLag == 0 {
 		f.EventLog.MaxLag = DefaultEventLogMaxLag
 	}
+	f.Ingest.setDefaults()
 	for i := range f.Sinks {
 		f.Sinks[i].applyDefaults(BuiltinSinkDefaults(o.MaxAge))
 	}
@@ -718,6 +721,9 @@ func (f *File) Validate() error {
 		return fmt.Errorf("event_log.max_lag %s: want a positive duration", f.EventLog.MaxLag)
 	}
 	if _, err := f.Admin.Accounts(); err != nil {
+		return err
+	}
+	if err := f.Ingest.validate(f.Outbox.MaxEventSize); err != nil {
 		return err
 	}
 	if f.Admin.Token != "" && f.Admin.TokenFile != "" {

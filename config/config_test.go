@@ -202,6 +202,31 @@ func TestParseRejectsInvalidConfigs(t *testing.T) {
 			want: []string{"node_name", "line 3"},
 		},
 		{
+			name: "ingest open on a public address",
+			in:   "ingest:\n  listen: 0.0.0.0:8080\n",
+			want: []string{"ingest.listen", "ingest.tokens", "add a token"},
+		},
+		{
+			name: "ingest token too short",
+			in:   "ingest:\n  listen: 127.0.0.1:8080\n  tokens: [{token: abc}]\n",
+			want: []string{"ingest.tokens[0]", "shorter than 16"},
+		},
+		{
+			name: "ingest token twice",
+			in:   "ingest:\n  listen: 127.0.0.1:8080\n  tokens: [{token: 0123456789abcdef}, {token: 0123456789abcdef, account: a}]\n",
+			want: []string{"ingest.tokens[1]", "twice"},
+		},
+		{
+			name: "ingest TLS without a key",
+			in:   "ingest:\n  listen: 127.0.0.1:8080\n  tls: {cert_file: /c.pem}\n",
+			want: []string{"ingest.tls", "key_file"},
+		},
+		{
+			name: "ingest body cap below the event size",
+			in:   "ingest:\n  listen: 127.0.0.1:8080\n  max_body_bytes: 1KiB\n",
+			want: []string{"ingest.max_body_bytes", "outbox.max_event_size"},
+		},
+		{
 			name: "unknown key in a section",
 			in:   "outbox:\n  listen: 127.0.0.1:1\n  max_size: 1GiB\n",
 			want: []string{"max_size", "line 3"},

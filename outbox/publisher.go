@@ -347,6 +347,10 @@ func (p *Publisher) emitAsync(ctx context.Context, e event.Envelope, fromSpool b
 	}
 }
 
+// Connected reports whether the Publisher's connection to the outbox is up;
+// while it is down, an emit without a spool waits for the ack timeout.
+func (p *Publisher) Connected() bool { return p.nc.IsConnected() }
+
 // Close sends what is queued, waits for the acknowledgements (each bounded
 // by the ack timeout) and releases the connection if the Publisher owns it.
 func (p *Publisher) Close() {

@@ -66,6 +66,7 @@ type Worker struct {
 	ready       atomic.Bool
 	dirLock     *dirlock.Lock
 	elog        *eventLogState // nil with the event log off
+	httpIngest  *ingestState   // nil with ingest.listen off
 }
 
 // Option adjusts a Worker.
@@ -225,6 +226,11 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 		defer w.wg.Done()
 		w.maintainOutbox(runCtx)
 	}()
+	if w.cfg.Ingest.On() {
+		if err := w.startIngest(ctx); err != nil {
+			return nil, err
+		}
+	}
 	w.beat(ctx, false)
 	w.ready.Store(true)
 	log.Info("worker started", "node", cfg.NodeID, "sinks", len(w.sinkNames()))
@@ -527,6 +533,7 @@ func (w *Worker) Shutdown(ctx context.Context) {
 }
 
 func (w *Worker) stopOutbox() {
+	w.stopIngest()
 	if w.nc != nil {
 		// Flush so the last acknowledgements reach the server before it
 		// goes away; otherwise those events are delivered again.

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -24,6 +22,7 @@ import (
 	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/dirlock"
+	"github.com/courierhq/courier/internal/httpserve"
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/registry"
@@ -234,25 +233,45 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var admin *http.Server
-	if cfg.Admin.Listen != "off" {
-		ln, err := net.Listen("tcp", cfg.Admin.Listen)
-		if err != nil {
-			w.Shutdown(context.Background())
-			return fmt.Errorf("admin endpoint %s: %w", cfg.Admin.Listen, err)
+	var admin, ingest *httpserve.Server
+	stopAll := func(ctx context.Context) {
+		// Ingest first: a request in progress gets its answer while the
+		// outbox is still there to acknowledge its events.
+		if ingest != nil {
+			ingest.Shutdown(ctx)
 		}
-		admin = &http.Server{Handler: w.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = admin.Serve(ln) }()
-		log.Info("admin endpoint listening", "url", "http://"+ln.Addr().String(), "paths", "/metrics /healthz /readyz")
+		w.Shutdown(ctx)
+		if admin != nil {
+			admin.Shutdown(ctx)
+		}
+	}
+	if cfg.Admin.Listen != "off" {
+		admin, err = httpserve.Listen(cfg.Admin.Listen, w.AdminHandler(), httpserve.Options{Log: log})
+		if err != nil {
+			stopAll(context.Background())
+			return fmt.Errorf("admin endpoint: %w", err)
+		}
+		admin.Serve()
+		log.Info("admin endpoint listening", "url", admin.URL(), "paths", "/metrics /healthz /readyz")
+	}
+	if h := w.IngestHandler(); h != nil {
+		in := cfg.Ingest
+		ingest, err = httpserve.Listen(in.Listen, h, httpserve.Options{
+			CertFile: in.TLS.CertFile, KeyFile: in.TLS.KeyFile, Log: log,
+			ReadTimeout: in.Timeout, WriteTimeout: in.Timeout + 5*time.Second,
+		})
+		if err != nil {
+			stopAll(context.Background())
+			return fmt.Errorf("ingest endpoint: %w", err)
+		}
+		ingest.Serve()
+		log.Info("ingest endpoint listening", "url", ingest.URL()+"/v1/events", "tokens", len(in.Tokens))
 	}
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), cfg.ShutdownTimeout+5*time.Second)
 	defer cancelStop()
-	w.Shutdown(stopCtx)
-	if admin != nil {
-		_ = admin.Close()
-	}
+	stopAll(stopCtx)
 	return nil
 }
 
