@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -152,7 +153,13 @@ func StartNode(t testing.TB, yaml string, vars map[string]string, opts ...worker
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
+	// Parse put the default spool under the default data_dir, ./data:
+	// it moves with data_dir.
+	defaultSpool := cfg.SpoolDir == filepath.Join(cfg.DataDir, "spool")
 	cfg.DataDir = t.TempDir()
+	if defaultSpool {
+		cfg.SpoolDir = filepath.Join(cfg.DataDir, "spool")
+	}
 	cfg.Outbox.Listen = "127.0.0.1:0"
 	return StartConfig(t, cfg, opts...)
 }
