@@ -5,16 +5,20 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/binding"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/courierhq/courier/internal/testutil"
+	"github.com/courierhq/courier/worker"
 )
 
 // TestACloudEventInIsTheSameCloudEventOut: CloudEvents sent by the
@@ -88,4 +92,70 @@ func sameJSON(t *testing.T, a, b []byte) bool {
 		return false
 	}
 	return reflect.DeepEqual(x, y)
+}
+
+// TestIngestIsMeasuredAndTracedToTheDelivery: a request with traceparent
+// gives one trace from the HTTP producer's span through the emit span to
+// the delivery attempt, and /metrics counts the requests and events.
+func TestIngestIsMeasuredAndTracedToTheDelivery(t *testing.T) {
+	spans, _, tel := traced(t)
+	rcv := testutil.NewReceiver(t)
+	n := testutil.StartNode(t, "ingest:\n  listen: 127.0.0.1:0\nsinks:\n"+sinkYAML("audit", rcv.URL(), ""), nil, worker.WithTelemetry(tel))
+	hs := httptest.NewServer(n.IngestHandler())
+	t.Cleanup(hs.Close)
+	const producerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	for _, c := range []struct{ contentType, body, traceparent string }{
+		{"application/json", `{"id":"traced","type":"VOLUME_CREATE"}`, "00-" + producerTrace + "-00f067aa0ba902b7-01"},
+		{"application/x-ndjson", "{\"type\":\"T\"}\n{\"type\":\"bad type\"}\n", ""},
+		{"text/plain", "x", ""},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, hs.URL+"/v1/events", strings.NewReader(c.body))
+		req.Header.Set("Content-Type", c.contentType)
+		if c.traceparent != "" {
+			req.Header.Set("traceparent", c.traceparent)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	testutil.Eventually(t, waitFor, func() bool { return rcv.Seen("traced") == 1 }, "traced event delivered")
+	if got := rcv.Requests()[0].Header.Get("traceparent"); !strings.Contains(got, producerTrace) {
+		t.Errorf("the receiver got traceparent %q, want the producer's trace %s", got, producerTrace)
+	}
+	testutil.Eventually(t, waitFor, func() bool {
+		for _, s := range spans.GetSpans().Snapshots() {
+			if s.SpanKind() == trace.SpanKindConsumer && s.SpanContext().TraceID().String() == producerTrace {
+				return true
+			}
+		}
+		return false
+	}, "the delivery attempt's span in the producer's trace")
+
+	_, body := testutil.Get(t, n.AdminHandler(), "/metrics")
+	for _, want := range []string{
+		`courier_ingest_requests_total{outcome="ok"} 2`,
+		`courier_ingest_requests_total{outcome="unsupported"} 1`,
+		`courier_ingest_events_total{result="stored"} 2`,
+		`courier_ingest_events_total{result="invalid"} 1`,
+		`courier_ingest_duration_seconds_count{outcome="ok"} 2`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", grepLines(body, "courier_ingest"))
+	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for line := range strings.SplitSeq(s, "\n") {
+		if strings.Contains(line, substr) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
