@@ -48,12 +48,13 @@ lint:
 ## bench: emit throughput and end-to-end delivery figures (see README)
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./outbox/ ./worker/ ./sinks/...
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./cmd/emit/
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./eventlog/
 
 ## bench-quick: every benchmark once, and a short Courier-vs-Watermill run,
 ## as a smoke test (completion with 0 lost, never a speed)
 bench-quick:
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./outbox/ ./worker/ ./sinks/...
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./outbox/ ./worker/ ./sinks/... ./cmd/emit/
 	COURIER_BENCH_LOG_ROWS=20000 $(GO) test -run '^$$' -bench . -benchtime 1x ./eventlog/
 	cd bench && $(GO) run ./cmd/compare --quick
 

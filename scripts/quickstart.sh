@@ -10,6 +10,7 @@ export QUICKSTART_DIR="$PWD/quickstart"
 export QUICKSTART_OUTBOX_PORT="${QUICKSTART_OUTBOX_PORT:-4244}"
 export QUICKSTART_RECEIVER_PORT="${QUICKSTART_RECEIVER_PORT:-9000}"
 export QUICKSTART_ADMIN_PORT="${QUICKSTART_ADMIN_PORT:-9464}"
+export QUICKSTART_INGEST_PORT="${QUICKSTART_INGEST_PORT:-8080}"
 export QUICKSTART_TOKEN="quickstart-token"
 export COURIER_URL="nats://127.0.0.1:${QUICKSTART_OUTBOX_PORT}"
 # A spool of its own: emit would otherwise send events waiting in your real
@@ -19,9 +20,9 @@ CONFIG=examples/quickstart.yaml
 
 SCRIPT_NAME=quickstart
 . scripts/lib.sh
-for p in "$QUICKSTART_OUTBOX_PORT" "$QUICKSTART_RECEIVER_PORT" "$QUICKSTART_ADMIN_PORT"; do
+for p in "$QUICKSTART_OUTBOX_PORT" "$QUICKSTART_RECEIVER_PORT" "$QUICKSTART_ADMIN_PORT" "$QUICKSTART_INGEST_PORT"; do
 	if port_busy "$p"; then
-		echo "quickstart: port $p is in use; set QUICKSTART_OUTBOX_PORT / QUICKSTART_RECEIVER_PORT / QUICKSTART_ADMIN_PORT" >&2
+		echo "quickstart: port $p is in use; set QUICKSTART_OUTBOX_PORT / QUICKSTART_RECEIVER_PORT / QUICKSTART_ADMIN_PORT / QUICKSTART_INGEST_PORT" >&2
 		exit 1
 	fi
 done
@@ -52,9 +53,15 @@ echo "== emitting events (each command returns once the event is fsynced in the 
 bin/emit --type VOLUME_CREATE --key gv1 --data '{"name":"gv1"}'
 bin/emit --type PEER_DETACH --data '{"host":"server3.example.com"}'
 bin/emit --file examples/events.jsonl
+expected=5 # of the 6 events, 5 match the sink's filter (VOLUME_*, PEER_*)
+if command -v curl >/dev/null 2>&1; then
+	echo "== posting one over HTTP (answered once fsynced, like emit):"
+	curl -fsS "http://127.0.0.1:$QUICKSTART_INGEST_PORT/v1/events" -H 'Content-Type: application/json' \
+		-d '{"type":"VOLUME_START","key":"gv1","data":{"name":"gv1"}}'
+	expected=6
+fi
 
-# 5 of the 6 events match the sink's filter (VOLUME_*, PEER_*).
-wait_for "$QUICKSTART_DIR/receiver.log" "^received" 5 30
+wait_for "$QUICKSTART_DIR/receiver.log" "^received" "$expected" 30
 echo "== the receiver got (Gluster format: nodeid, ts, event, message):"
 grep '^received' "$QUICKSTART_DIR/receiver.log"
 
