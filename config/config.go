@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/internal/netguard"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/retry"
 	"github.com/courierhq/courier/sinks"
@@ -44,6 +46,14 @@ type File struct {
 	EventLog EventLog `yaml:"event_log"`
 	// Ingest takes events over HTTP.
 	Ingest Ingest `yaml:"ingest"`
+	// WebhookAllow lists the networks webhooks may reach although they are
+	// loopback, private, link-local or otherwise not public (default:
+	// none); WebhookHTTPSOnly refuses http:// webhooks. Both are the base
+	// of the webhook-allow and webhook-https-only settings.
+	WebhookAllow     []string `yaml:"webhook_allow"`
+	WebhookHTTPSOnly bool     `yaml:"webhook_https_only"`
+	// Secrets limits what sinks defined at run time may read.
+	Secrets Secrets `yaml:"secrets"`
 	// ShutdownTimeout bounds how long in-flight deliveries may finish on
 	// SIGTERM before they are handed back to the outbox.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -59,6 +69,33 @@ func (f *File) LookupEnv() func(string) (string, bool) {
 		return os.LookupEnv
 	}
 	return f.lookupEnv
+}
+
+// Secrets limits the environment sinks defined at run time may expand.
+type Secrets struct {
+	// AllowEnv names the environment variables a sink defined through the
+	// admin API or the CLI may reference as ${NAME} (default: none). Sinks
+	// from the file may reference any.
+	AllowEnv []string `yaml:"allow_env"`
+}
+
+// Env is where sink definitions' ${NAME} references are expanded from.
+type Env struct {
+	Lookup func(string) (string, bool)
+	// RuntimeAllow is what a definition made at run time may reference.
+	RuntimeAllow []string
+}
+
+// Env is the file's environment for sink definitions.
+func (f *File) Env() Env { return Env{Lookup: f.LookupEnv(), RuntimeAllow: f.Secrets.AllowEnv} }
+
+// WebhookPolicy is what the file lets webhooks reach.
+func (f *File) WebhookPolicy() (netguard.Policy, error) {
+	allow, err := netguard.ParseAllow(f.WebhookAllow)
+	if err != nil {
+		return netguard.Policy{}, fmt.Errorf("webhook_allow: %w", err)
+	}
+	return netguard.Policy{Allow: allow, HTTPSOnly: f.WebhookHTTPSOnly}, nil
 }
 
 // Log configures the worker's logs.
@@ -273,6 +310,9 @@ type SinkDefaults struct {
 	Retry       retry.Policy
 	// OutboxMaxAge bounds retry.max_age.
 	OutboxMaxAge time.Duration
+	// Webhook is what a webhook's URL may name (a literal address in a
+	// refused range is an error when the sink is defined).
+	Webhook netguard.Policy
 }
 
 // BuiltinSinkDefaults are the defaults when no setting overrides them.
@@ -296,6 +336,40 @@ func ParseSink(def []byte, lookupEnv func(string) (string, bool), d SinkDefaults
 	return Sink{}, errors.New("the sink definition is invalid once its ${...} references are expanded (the values are not shown: they may be secrets)")
 }
 
+// CheckRuntimeEnv refuses a definition made at run time (admin API, CLI)
+// that references an environment variable outside allow: whoever may
+// define a sink could otherwise have any of the worker's variables sent to
+// an endpoint of their choice. References in comments do not count.
+func CheckRuntimeEnv(def []byte, allow []string) error {
+	var root yaml.Node
+	if err := yaml.Unmarshal(def, &root); err != nil {
+		return friendlyYAMLError(err)
+	}
+	var refused []string
+	var walk func(*yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.ScalarNode {
+			for _, m := range envRef.FindAllStringSubmatch(n.Value, -1) {
+				if !slices.Contains(allow, m[1]) && !slices.Contains(refused, m[1]) {
+					refused = append(refused, m[1])
+				}
+			}
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(&root)
+	if len(refused) == 0 {
+		return nil
+	}
+	allowed := "none is"
+	if len(allow) > 0 {
+		allowed = strings.Join(allow, ", ") + " are"
+	}
+	return fmt.Errorf("the definition references ${%s}: a sink defined at run time may expand only the variables in the worker's secrets.allow_env (%s allowed)", strings.Join(refused, "}, ${"), allowed)
+}
+
 func parseSink(def []byte, lookupEnv func(string) (string, bool), d SinkDefaults) (Sink, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(def, &root); err != nil {
@@ -313,7 +387,7 @@ func parseSink(def []byte, lookupEnv func(string) (string, bool), d SinkDefaults
 		return Sink{}, err
 	}
 	s.applyDefaults(d)
-	if err := s.validate(d.OutboxMaxAge); err != nil {
+	if err := s.validate(d); err != nil {
 		return Sink{}, fmt.Errorf("sink %q: %w", s.Name, err)
 	}
 	s.Source = string(def)
@@ -456,7 +530,10 @@ func sinkSources(doc *yaml.Node) ([]string, error) {
 	return nil, nil
 }
 
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+var (
+	envRef  = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+	envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
 
 // expandEnv replaces ${NAME} in every scalar value below n. Unset
 // variables are an error, all named at once: an empty token silently sent
@@ -751,9 +828,20 @@ func (f *File) Validate() error {
 	default:
 		return fmt.Errorf("log.format %q: want auto, json or text", f.Log.Format)
 	}
+	policy, err := f.WebhookPolicy()
+	if err != nil {
+		return err
+	}
+	for _, name := range f.Secrets.AllowEnv {
+		if !envName.MatchString(name) {
+			return fmt.Errorf("secrets.allow_env: %q is not an environment variable name", name)
+		}
+	}
 	seen := map[string]bool{}
 	for i, s := range f.Sinks {
-		if err := s.validate(f.Outbox.MaxAge); err != nil {
+		d := BuiltinSinkDefaults(f.Outbox.MaxAge)
+		d.Webhook = policy
+		if err := s.validate(d); err != nil {
 			return fmt.Errorf("sinks[%d] (%s): %w", i, s.Name, err)
 		}
 		if seen[s.Name] {
@@ -764,7 +852,8 @@ func (f *File) Validate() error {
 	return nil
 }
 
-func (s Sink) validate(outboxMaxAge time.Duration) error {
+func (s Sink) validate(d SinkDefaults) error {
+	outboxMaxAge := d.OutboxMaxAge
 	if err := sinks.ValidateName(s.Name); err != nil {
 		return err
 	}
@@ -793,7 +882,14 @@ func (s Sink) validate(outboxMaxAge time.Duration) error {
 	}
 	switch {
 	case s.Webhook != nil:
-		return s.Webhook.Validate()
+		if err := s.Webhook.Validate(); err != nil {
+			return err
+		}
+		u, err := url.Parse(s.Webhook.URL)
+		if err != nil {
+			return fmt.Errorf("url: %w", err)
+		}
+		return d.Webhook.CheckURL(u)
 	case s.AMQP != nil:
 		return s.AMQP.Validate()
 	case s.Kafka != nil:

@@ -202,6 +202,32 @@ func TestParseRejectsInvalidConfigs(t *testing.T) {
 			want: []string{"node_name", "line 3"},
 		},
 		{
+			name: "webhook to the cloud metadata address",
+			in:   "sinks:\n  - name: a\n    type: webhook\n    url: http://169.254.169.254/latest/meta-data\n",
+			want: []string{"sinks[0]", "destination not allowed", "link-local", "webhook_allow"},
+		},
+		{
+			name: "webhook to loopback outside the allow list",
+			in:   "webhook_allow: [10.20.0.0/16]\nsinks:\n  - name: a\n    type: webhook\n    url: http://[::ffff:127.0.0.1]:9000/\n",
+			want: []string{"destination not allowed", "IPv4-mapped form of 127.0.0.1"},
+		},
+		{
+			name: "plain http with webhook_https_only",
+			in:   "webhook_https_only: true\nwebhook_allow: [127.0.0.1/32]\nsinks:\n  - name: a\n    type: webhook\n    url: http://127.0.0.1:9000/\n",
+			want: []string{"webhook_https_only", "http://"},
+		},
+		{
+			name: "webhook_allow not a network",
+			in:   "webhook_allow: [intranet]\n",
+			want: []string{"webhook_allow", "intranet"},
+		},
+		{
+			name: "secrets.allow_env not a variable name",
+			in:   "secrets:\n  allow_env: [\"${X}\"]\n",
+			env:  map[string]string{"X": "a b"},
+			want: []string{"secrets.allow_env"},
+		},
+		{
 			name: "ingest open on a public address",
 			in:   "ingest:\n  listen: 0.0.0.0:8080\n",
 			want: []string{"ingest.listen", "ingest.tokens", "add a token"},
@@ -682,5 +708,45 @@ func TestSinkErrorsDoNotQuoteExpandedSecrets(t *testing.T) {
 	_, err = config.ParseSink([]byte("name: s\ntype: webhook\nurl: http://x/${SECRET}\ntimeout: -1s\n"), env, config.BuiltinSinkDefaults(720*time.Hour))
 	if err == nil || strings.Contains(err.Error(), "AKIA") || !strings.Contains(err.Error(), "timeout") {
 		t.Fatalf("error %v: want the timeout error, without the secret", err)
+	}
+}
+
+func TestRuntimeDefinitionsMayNameOnlyAllowedVariables(t *testing.T) {
+	def := []byte("name: a\ntype: webhook\n# ${IN_A_COMMENT}\nurl: https://example.com/${PATH_PART}\nbearer_token: ${TOKEN}\n")
+	if err := config.CheckRuntimeEnv(def, []string{"TOKEN", "PATH_PART"}); err != nil {
+		t.Errorf("allowed variables: %v", err)
+	}
+	err := config.CheckRuntimeEnv(def, []string{"TOKEN"})
+	if err == nil || !strings.Contains(err.Error(), "${PATH_PART}") || strings.Contains(err.Error(), "IN_A_COMMENT") || !strings.Contains(err.Error(), "TOKEN are allowed") {
+		t.Errorf("PATH_PART not allowed: %v", err)
+	}
+	if err := config.CheckRuntimeEnv(def, nil); err == nil || !strings.Contains(err.Error(), "none is allowed") {
+		t.Errorf("nothing allowed: %v", err)
+	}
+}
+
+func TestWebhookSettingsChangeThePolicy(t *testing.T) {
+	f, err := config.Parse([]byte("webhook_allow: [10.20.0.0/16]\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := f.BaseSettings()
+	if got, _ := s.Get("webhook-allow"); got != "10.20.0.0/16" {
+		t.Errorf("webhook-allow from the file = %q", got)
+	}
+	if err := s.Set("webhook-allow", "127.0.0.1/32, ::1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get("webhook-allow"); got != "127.0.0.1/32,::1/128" {
+		t.Errorf("webhook-allow = %q", got)
+	}
+	if err := s.Set("webhook-allow", "everything"); err == nil {
+		t.Error("webhook-allow everything accepted")
+	}
+	if err := s.Set("webhook-https-only", "true"); err != nil || !s.Sink.Webhook.HTTPSOnly {
+		t.Errorf("webhook-https-only true: %v", err)
+	}
+	if err := s.Set("webhook-allow", ""); err != nil || len(s.Sink.Webhook.Allow) != 0 {
+		t.Errorf("webhook-allow emptied: %v %v", err, s.Sink.Webhook.Allow)
 	}
 }

@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/courierhq/courier/internal/netguard"
 )
 
 // Settings are what operators change at run time on every node at once,
@@ -68,6 +71,36 @@ var settings = []Setting{
 				return fmt.Errorf("want a whole number of days from 0 (never purge) to 36500, got %q", v)
 			}
 			s.EventPurgeDelay = n
+			return nil
+		},
+	},
+	{
+		Name: "webhook-allow", Description: "networks webhooks may reach although not public, comma-separated (e.g. 127.0.0.1/32,10.20.0.0/16); empty: none",
+		get: func(s Settings) string {
+			parts := make([]string, len(s.Sink.Webhook.Allow))
+			for i, p := range s.Sink.Webhook.Allow {
+				parts[i] = p.String()
+			}
+			return strings.Join(parts, ",")
+		},
+		set: func(s *Settings, v string) error {
+			allow, err := netguard.ParseAllow(strings.Split(v, ","))
+			if err != nil {
+				return err
+			}
+			s.Sink.Webhook.Allow = allow
+			return nil
+		},
+	},
+	{
+		Name: "webhook-https-only", Description: "true refuses webhooks with http:// URLs",
+		get: func(s Settings) string { return strconv.FormatBool(s.Sink.Webhook.HTTPSOnly) },
+		set: func(s *Settings, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("want true or false, got %q", v)
+			}
+			s.Sink.Webhook.HTTPSOnly = b
 			return nil
 		},
 	},
@@ -137,9 +170,11 @@ func lookupSetting(name string) (Setting, error) {
 }
 
 // BaseSettings are the settings before any override: the file's log level
-// and the built-in sink defaults.
+// and webhook policy, and the built-in sink defaults.
 func (f *File) BaseSettings() Settings {
-	return Settings{LogLevel: f.Log.Level, Sink: BuiltinSinkDefaults(f.Outbox.MaxAge),
+	d := BuiltinSinkDefaults(f.Outbox.MaxAge)
+	d.Webhook, _ = f.WebhookPolicy() // validated by Parse
+	return Settings{LogLevel: f.Log.Level, Sink: d,
 		EventPurgeDelay: DefaultEventPurgeDelay, EventPurgeInterval: DefaultEventPurgeInterval}
 }
 

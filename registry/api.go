@@ -46,7 +46,7 @@ func (r *Registry) Views(ctx context.Context) ([]SinkView, error) {
 	out := make([]SinkView, 0, len(recs))
 	for _, rec := range recs {
 		v := SinkView{Name: rec.Name, Origin: rec.Origin, Node: rec.Node, Updated: rec.Updated.Format(time.RFC3339)}
-		if s, err := config.ParseSink([]byte(rec.Definition), r.lookupEnv, settings.Sink); err != nil {
+		if s, err := r.parse([]byte(rec.Definition), rec.Origin, settings.Sink); err != nil {
 			v.Problem = err.Error()
 		} else {
 			v.Type, v.Target, v.Events = s.Type, s.Target(), s.Events

@@ -63,13 +63,13 @@ type Registry struct {
 	settings  *outbox.Bucket
 	node      string
 	base      config.Settings
-	lookupEnv func(string) (string, bool)
+	env       config.Env
 }
 
 // Ensure creates or opens the buckets (the worker, at start). base holds
 // the settings before any override: the configuration file's.
-func Ensure(ctx context.Context, js jetstream.JetStream, replicas int, node string, base config.Settings, lookupEnv func(string) (string, bool)) (*Registry, error) {
-	r := &Registry{js: js, node: node, base: base, lookupEnv: lookupEnv}
+func Ensure(ctx context.Context, js jetstream.JetStream, replicas int, node string, base config.Settings, env config.Env) (*Registry, error) {
+	r := &Registry{js: js, node: node, base: base, env: env}
 	var err error
 	if r.sinks, err = outbox.EnsureBucket(ctx, js, outbox.BucketSinks, "Courier sink definitions", replicas); err != nil {
 		return nil, err
@@ -81,8 +81,8 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int, node stri
 }
 
 // Open opens the buckets a worker created (operator commands).
-func Open(ctx context.Context, js jetstream.JetStream, node string, base config.Settings, lookupEnv func(string) (string, bool)) (*Registry, error) {
-	r := &Registry{js: js, node: node, base: base, lookupEnv: lookupEnv}
+func Open(ctx context.Context, js jetstream.JetStream, node string, base config.Settings, env config.Env) (*Registry, error) {
+	r := &Registry{js: js, node: node, base: base, env: env}
 	var err error
 	if r.sinks, err = outbox.OpenBucket(ctx, js, outbox.BucketSinks); err != nil {
 		return nil, fmt.Errorf("%w (has a worker started with this outbox?)", err)
@@ -128,7 +128,7 @@ func (r *Registry) Sinks(ctx context.Context) (sinks []config.Sink, settings con
 		errs["settings"] = e
 	}
 	for _, rec := range recs {
-		s, err := config.ParseSink([]byte(rec.Definition), r.lookupEnv, settings.Sink)
+		s, err := r.parse([]byte(rec.Definition), rec.Origin, settings.Sink)
 		if err != nil {
 			errs[rec.Name] = err
 			continue
@@ -136,6 +136,18 @@ func (r *Registry) Sinks(ctx context.Context) (sinks []config.Sink, settings con
 		sinks = append(sinks, s)
 	}
 	return sinks, settings, errs, nil
+}
+
+// parse reads a stored or new definition. One made at run time may
+// reference only the environment variables secrets.allow_env lists; one
+// from a node's file, any (the file is the operator's).
+func (r *Registry) parse(def []byte, origin string, d config.SinkDefaults) (config.Sink, error) {
+	if origin != OriginFile {
+		if err := config.CheckRuntimeEnv(def, r.env.RuntimeAllow); err != nil {
+			return config.Sink{}, err
+		}
+	}
+	return config.ParseSink(def, r.env.Lookup, d)
 }
 
 // Put validates a definition, makes sure the sink's consumer exists, then
@@ -152,7 +164,7 @@ func (r *Registry) put(ctx context.Context, definition []byte, origin string, re
 	if err != nil {
 		return config.Sink{}, err
 	}
-	s, err := config.ParseSink(definition, r.lookupEnv, settings.Sink)
+	s, err := r.parse(definition, origin, settings.Sink)
 	if err != nil {
 		return config.Sink{}, fmt.Errorf("%w sink definition: %w", ErrInvalid, err)
 	}

@@ -15,7 +15,7 @@ import (
 
 func file(t *testing.T, node string, sinks ...string) *config.File {
 	t.Helper()
-	y := "node_id: " + node + "\nsinks:\n"
+	y := "node_id: " + node + "\nwebhook_allow: [127.0.0.1/32]\nsinks:\n"
 	for _, s := range sinks {
 		y += s
 	}
@@ -35,7 +35,7 @@ func TestSeedAddsUpdatesAndRemovesOnlyItsOwnFileSinks(t *testing.T) {
 	_, js := testutil.StartOutbox(t, outbox.Limits{})
 	base := file(t, "n1").BaseSettings()
 	open := func(node string) *registry.Registry {
-		r, err := registry.Ensure(ctx, js, 1, node, base, func(string) (string, bool) { return "", false })
+		r, err := registry.Ensure(ctx, js, 1, node, base, config.Env{Lookup: func(string) (string, bool) { return "", false }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,7 +100,7 @@ func TestSeedAddsUpdatesAndRemovesOnlyItsOwnFileSinks(t *testing.T) {
 func TestSettingsOverridesApplyAndReset(t *testing.T) {
 	ctx := context.Background()
 	_, js := testutil.StartOutbox(t, outbox.Limits{})
-	r, err := registry.Ensure(ctx, js, 1, "n1", file(t, "n1").BaseSettings(), func(string) (string, bool) { return "", false })
+	r, err := registry.Ensure(ctx, js, 1, "n1", file(t, "n1").BaseSettings(), config.Env{Lookup: func(string) (string, bool) { return "", false }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func (r *Registry) Set(ctx context.Context, name, value string) error {
 		return err
 	}
 	for _, rec := range recs {
-		if _, err := config.ParseSink([]byte(rec.Definition), r.lookupEnv, s.Sink); err != nil {
+		if _, err := r.parse([]byte(rec.Definition), rec.Origin, s.Sink); err != nil {
 			return fmt.Errorf("%w: with %s %s, sink %s would no longer be valid: %w", ErrInvalid, name, value, rec.Name, err)
 		}
 	}

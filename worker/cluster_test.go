@@ -80,7 +80,7 @@ func TestClusterReplicatesOutboxAndSinksLive(t *testing.T) {
 
 	// A sink added at run time through one node starts on every node.
 	rcv2 := testutil.NewReceiver(t)
-	reg, err := registry.Open(ctx, js, "operator", nodes[0].Config.BaseSettings(), nodes[0].Config.LookupEnv())
+	reg, err := registry.Open(ctx, js, "operator", nodes[0].Config.BaseSettings(), nodes[0].Config.Env())
 	if err != nil {
 		t.Fatal(err)
 	}

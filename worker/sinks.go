@@ -76,6 +76,10 @@ func (w *Worker) reconcile(ctx context.Context) map[string]error {
 			w.log.Info("log level changed", "level", settings.LogLevel)
 		}
 	}
+	if !reflect.DeepEqual(w.guard.Policy(), settings.Sink.Webhook) {
+		w.guard.Set(settings.Sink.Webhook)
+		w.log.Info("webhook destinations changed", "allow", fmt.Sprint(settings.Sink.Webhook.Allow), "https_only", settings.Sink.Webhook.HTTPSOnly)
+	}
 	for name, err := range errs {
 		w.log.Error("a stored definition does not apply on this node; running the sinks that do", "sink", name, "err", err)
 	}
@@ -139,7 +143,7 @@ func (w *Worker) startSink(ctx context.Context, sc config.Sink) (*runningSink, e
 	if err != nil {
 		return nil, fmt.Errorf("open consumer of sink %s: %w", sc.Name, err)
 	}
-	sink, err := BuildSink(sc, w.version, w.tracer())
+	sink, err := BuildSink(sc, w.version, w.tracer(), w.guard)
 	if err != nil {
 		return nil, err
 	}

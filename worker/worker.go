@@ -24,6 +24,7 @@ import (
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/eventlog"
 	"github.com/courierhq/courier/internal/dirlock"
+	"github.com/courierhq/courier/internal/netguard"
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/registry"
@@ -67,6 +68,9 @@ type Worker struct {
 	dirLock     *dirlock.Lock
 	elog        *eventLogState // nil with the event log off
 	httpIngest  *ingestState   // nil with ingest.listen off
+	// guard is what this node's webhooks may reach: the webhook-allow and
+	// webhook-https-only settings, applied live.
+	guard *netguard.Guard
 }
 
 // Option adjusts a Worker.
@@ -92,6 +96,11 @@ func WithExpiryCheck(d time.Duration) Option { return func(w *Worker) { w.expiry
 // everything started so far is stopped again.
 func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logger, opts ...Option) (_ *Worker, err error) {
 	w := &Worker{cfg: cfg, log: log, running: map[string]*runningSink{}, expiryCheck: 30 * time.Second, version: version}
+	policy, err := cfg.WebhookPolicy()
+	if err != nil {
+		return nil, err
+	}
+	w.guard = netguard.NewGuard(policy)
 	for _, o := range opts {
 		o(w)
 	}
@@ -362,7 +371,7 @@ func (w *Worker) setUpOnce(ctx context.Context, js jetstream.JetStream) error {
 	if err := w.ensureEventLogConsumers(ctx, js); err != nil {
 		return err
 	}
-	reg, err := registry.Ensure(ctx, js, w.cfg.Replication(), w.cfg.NodeID, w.cfg.BaseSettings(), w.cfg.LookupEnv())
+	reg, err := registry.Ensure(ctx, js, w.cfg.Replication(), w.cfg.NodeID, w.cfg.BaseSettings(), w.cfg.Env())
 	if err != nil {
 		return err
 	}
@@ -417,7 +426,7 @@ func (w *Worker) openState(ctx context.Context) error {
 	if w.elog != nil {
 		w.deps.attempts = outbox.NewAttemptLog(w.js, w.cfg.NodeID, w.log)
 	}
-	w.reg, err = registry.Open(ctx, w.js, w.cfg.NodeID, w.cfg.BaseSettings(), w.cfg.LookupEnv())
+	w.reg, err = registry.Open(ctx, w.js, w.cfg.NodeID, w.cfg.BaseSettings(), w.cfg.Env())
 	return err
 }
 
@@ -471,15 +480,16 @@ func Limits(cfg *config.File) outbox.Limits {
 }
 
 // BuildSink constructs the sink a configuration entry describes. tp, when
-// not nil, receives the sink's client spans.
-func BuildSink(sc config.Sink, version string, tp trace.TracerProvider) (sinks.Sink, error) {
+// not nil, receives the sink's client spans; guard is what webhooks may
+// reach (nil: public addresses only).
+func BuildSink(sc config.Sink, version string, tp trace.TracerProvider, guard *netguard.Guard) (sinks.Sink, error) {
 	format, err := event.ParseFormat(sc.Format)
 	if err != nil {
 		return nil, err
 	}
 	switch {
 	case sc.Webhook != nil:
-		var opts []webhook.Option
+		opts := []webhook.Option{webhook.WithGuard(guard)}
 		if tp != nil {
 			opts = append(opts, webhook.WithTracerProvider(tp))
 		}

@@ -57,6 +57,7 @@ cluster:
   name: courier-test
   listen: %s
   routes: [%s]
+webhook_allow: [127.0.0.1/32]
 sinks:
   - name: audit
     type: webhook

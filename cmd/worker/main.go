@@ -23,6 +23,7 @@ import (
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/dirlock"
 	"github.com/courierhq/courier/internal/httpserve"
+	"github.com/courierhq/courier/internal/netguard"
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/registry"
@@ -276,12 +277,12 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 func sinksTestCmd(ctx context.Context, args []string, stdout io.Writer) error {
-	cfg, sc, err := namedSink(ctx, "sinks test", args)
+	cfg, sc, policy, err := namedSink(ctx, "sinks test", args)
 	if err != nil {
 		return err
 	}
 	name := sc.Name
-	sink, err := worker.BuildSink(*sc, version, nil)
+	sink, err := worker.BuildSink(*sc, version, nil, netguard.NewGuard(policy))
 	if err != nil {
 		return err
 	}
@@ -343,44 +344,45 @@ func connectJS(ctx context.Context, cfg *config.File) (jetstream.JetStream, func
 }
 
 // namedSink parses a command that takes --config and one sink NAME, and
-// returns the configuration and that sink: from the registry when the
-// outbox is reachable (sinks added at run time included), else from the
-// file.
-func namedSink(ctx context.Context, command string, args []string) (*config.File, *config.Sink, error) {
+// returns the configuration, that sink and what webhooks may reach: from
+// the registry and its settings when the outbox is reachable (sinks added
+// at run time included), else from the file.
+func namedSink(ctx context.Context, command string, args []string) (*config.File, *config.Sink, netguard.Policy, error) {
 	fs, cfgPath := newFlags(command)
 	if err := parse(fs, args); err != nil {
-		return nil, nil, err
+		return nil, nil, netguard.Policy{}, err
 	}
 	if fs.NArg() != 1 {
-		return nil, nil, usageError{fmt.Sprintf("usage: worker %s [--config FILE] NAME", command)}
+		return nil, nil, netguard.Policy{}, usageError{fmt.Sprintf("usage: worker %s [--config FILE] NAME", command)}
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, netguard.Policy{}, err
 	}
 	name := fs.Arg(0)
 	if js, closeFn, err := connectJS(ctx, cfg); err == nil {
 		defer closeFn()
-		if reg, err := registry.Open(ctx, js, cfg.NodeID, cfg.BaseSettings(), cfg.LookupEnv()); err == nil {
-			sinks, _, problems, err := reg.Sinks(ctx)
+		if reg, err := registry.Open(ctx, js, cfg.NodeID, cfg.BaseSettings(), cfg.Env()); err == nil {
+			sinks, settings, problems, err := reg.Sinks(ctx)
 			if err == nil {
 				for i := range sinks {
 					if sinks[i].Name == name {
-						return cfg, &sinks[i], nil
+						return cfg, &sinks[i], settings.Sink.Webhook, nil
 					}
 				}
 				if p := problems[name]; p != nil {
-					return nil, nil, fmt.Errorf("sink %s does not apply on this node: %w", name, p)
+					return nil, nil, netguard.Policy{}, fmt.Errorf("sink %s does not apply on this node: %w", name, p)
 				}
 			}
 		}
 	}
 	for i := range cfg.Sinks {
 		if cfg.Sinks[i].Name == name {
-			return cfg, &cfg.Sinks[i], nil
+			policy, _ := cfg.WebhookPolicy() // validated by Load
+			return cfg, &cfg.Sinks[i], policy, nil
 		}
 	}
-	return nil, nil, usageError{fmt.Sprintf("no sink named %q (worker sinks list shows the defined ones)", name)}
+	return nil, nil, netguard.Policy{}, usageError{fmt.Sprintf("no sink named %q (worker sinks list shows the defined ones)", name)}
 }
 
 func dlqListCmd(ctx context.Context, args []string, stdout io.Writer) error {
@@ -450,7 +452,7 @@ func dlqReplayCmd(ctx context.Context, args []string, stdout io.Writer) error {
 
 // sinksStateCmd enables or disables a sink on every node of the outbox.
 func sinksStateCmd(ctx context.Context, disable bool, args []string, stdout io.Writer) error {
-	cfg, sc, err := namedSink(ctx, "sinks enable|disable", args)
+	cfg, sc, _, err := namedSink(ctx, "sinks enable|disable", args)
 	if err != nil {
 		return err
 	}
@@ -568,7 +570,7 @@ func statusCmd(ctx context.Context, args []string, stdout io.Writer) error {
 // worker created the registry, the configuration file's.
 func definedSinks(ctx context.Context, cfg *config.File, js jetstream.JetStream) []string {
 	var names []string
-	if reg, err := registry.Open(ctx, js, cfg.NodeID, cfg.BaseSettings(), cfg.LookupEnv()); err == nil {
+	if reg, err := registry.Open(ctx, js, cfg.NodeID, cfg.BaseSettings(), cfg.Env()); err == nil {
 		if recs, err := reg.Records(ctx); err == nil {
 			for _, r := range recs {
 				names = append(names, r.Name)

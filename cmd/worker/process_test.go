@@ -82,6 +82,7 @@ log: {level: info, format: json}
 admin: {listen: "127.0.0.1:0"}
 shutdown_timeout: 5s
 outbox: {listen: "127.0.0.1:%d"}
+webhook_allow: [127.0.0.1/32]
 sinks:
   - name: audit
     type: webhook

@@ -22,7 +22,7 @@ func openRegistry(ctx context.Context, cfgPath string) (*config.File, *registry.
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	reg, err := registry.Open(ctx, js, cfg.NodeID, cfg.BaseSettings(), cfg.LookupEnv())
+	reg, err := registry.Open(ctx, js, cfg.NodeID, cfg.BaseSettings(), cfg.Env())
 	if err != nil {
 		closeFn()
 		return nil, nil, nil, err

@@ -149,6 +149,11 @@ type Node struct {
 // The node is shut down when the test ends.
 func StartNode(t testing.TB, yaml string, vars map[string]string, opts ...worker.Option) *Node {
 	t.Helper()
+	if !strings.Contains(yaml, "webhook_allow:") {
+		// The tests' receivers listen on loopback, which webhooks may not
+		// reach unless allowed.
+		yaml = "webhook_allow: [127.0.0.0/8, \"::1/128\"]\n" + yaml
+	}
 	cfg, err := config.Parse([]byte(yaml), func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
 	if err != nil {
 		t.Fatalf("config: %v", err)

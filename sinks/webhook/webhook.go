@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/internal/netguard"
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/retry"
 )
@@ -43,7 +45,14 @@ type Sink struct {
 // Option adjusts a Sink.
 type Option func(*options)
 
-type options struct{ tracer trace.TracerProvider }
+type options struct {
+	tracer trace.TracerProvider
+	guard  *netguard.Guard
+}
+
+// WithGuard dials under g's policy, which may change while the sink runs.
+// Without it the sink reaches public addresses only.
+func WithGuard(g *netguard.Guard) Option { return func(o *options) { o.guard = g } }
 
 // WithTracerProvider records a client span per request (HTTP semantic
 // conventions), below the delivery attempt's span.
@@ -63,7 +72,14 @@ func New(cfg Config, format event.Format, concurrency int, version string, opts 
 		return nil, fmt.Errorf("webhook sink: %w", err)
 	}
 	keys, _ := cfg.signingKeys() // validated above
+	if o.guard == nil {
+		o.guard = netguard.NewGuard(netguard.Policy{})
+	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
+	// Every connection's address is checked as dialled, after DNS: a
+	// name resolving to a private address is refused like a literal one.
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: o.guard.Control}
+	transport.DialContext = dialer.DialContext
 	transport.MaxIdleConnsPerHost = max(concurrency, 2)
 	transport.MaxIdleConns = max(concurrency, 2) * 2
 	if cfg.InsecureSkipVerify {
@@ -124,6 +140,10 @@ func (s *Sink) Send(ctx context.Context, e *event.Envelope) (err error) {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
+		}
+		if errors.Is(err, netguard.ErrNotAllowed) {
+			// Configuration, not a passing failure: retrying cannot help.
+			return retry.NewPermanent(fmt.Errorf("post %s: %w", s.spanURL, err))
 		}
 		return retry.NewRetryable(fmt.Errorf("post %s: %w", s.spanURL, err))
 	}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/internal/netguard"
 	"github.com/courierhq/courier/retry"
 )
 
@@ -65,7 +66,7 @@ func recordingServer(t *testing.T, a answer) (*httptest.Server, <-chan received)
 // newTestSink returns a sink with a fixed clock, closed at the end of the test.
 func newTestSink(t *testing.T, cfg Config, format event.Format) *Sink {
 	t.Helper()
-	s, err := New(cfg, format, 4, "1.2.3")
+	s, err := New(cfg, format, 4, "1.2.3", WithGuard(netguard.NewGuard(netguard.Policy{Allow: netguard.Loopback()})))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -623,5 +624,26 @@ func TestNewRejectsHeadersThatCannotBeSent(t *testing.T) {
 			_ = s.Close(context.Background())
 			t.Errorf("New accepted the headers %q", h)
 		}
+	}
+}
+
+// TestAReceiverOnAnAddressNotAllowedIsAPermanentFailure: by default a
+// webhook reaches public addresses only; "localhost" resolves to loopback,
+// so the attempt fails as permanent, saying why, and nothing reaches it.
+func TestAReceiverOnAnAddressNotAllowedIsAPermanentFailure(t *testing.T) {
+	srv, got := recordingServer(t, answer{status: http.StatusOK})
+	local := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
+	s, err := New(Config{URL: local + "/hook"}, event.FormatCourier, 1, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	err = s.Send(context.Background(), testEvent())
+	ce := retry.Classify(err)
+	if ce.Kind != retry.Permanent || !strings.Contains(err.Error(), "destination not allowed") || !strings.Contains(err.Error(), "loopback") {
+		t.Errorf("send to localhost: %v (%s), want a permanent 'destination not allowed' naming loopback", err, ce.Kind)
+	}
+	if n := len(got); n != 0 {
+		t.Errorf("the receiver got %d requests", n)
 	}
 }
