@@ -58,12 +58,12 @@ type Record struct {
 
 // Registry reads and changes the replicated definitions.
 type Registry struct {
-	js        jetstream.JetStream
-	sinks     *outbox.Bucket
-	settings  *outbox.Bucket
-	node      string
-	base      config.Settings
-	env       config.Env
+	js       jetstream.JetStream
+	sinks    *outbox.Bucket
+	settings *outbox.Bucket
+	node     string
+	base     config.Settings
+	env      config.Env
 }
 
 // Ensure creates or opens the buckets (the worker, at start). base holds

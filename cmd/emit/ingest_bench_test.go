@@ -130,4 +130,3 @@ func BenchmarkIngest(b *testing.B) {
 		}
 	})
 }
-
