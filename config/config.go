@@ -776,6 +776,9 @@ func (o Outbox) SyncPolicy() (always bool, interval time.Duration, err error) {
 
 // Validate reports the first invalid setting.
 func (f *File) Validate() error {
+	if err := f.checkRanges(); err != nil {
+		return err
+	}
 	if _, _, err := f.Outbox.SyncPolicy(); err != nil {
 		return err
 	}
@@ -785,17 +788,8 @@ func (f *File) Validate() error {
 	if f.Outbox.DuplicateWindow > f.Outbox.MaxAge {
 		return fmt.Errorf("outbox.duplicate_window (%s) must not exceed outbox.max_age (%s)", f.Outbox.DuplicateWindow, f.Outbox.MaxAge)
 	}
-	if f.Outbox.AttemptLogMaxBytes < 1<<20 {
-		return fmt.Errorf("outbox.attempt_log_max_bytes %d is below 1MiB, which holds only a few thousand attempts", f.Outbox.AttemptLogMaxBytes)
-	}
-	if f.Outbox.MaxEventSize > 64<<20 {
-		return fmt.Errorf("outbox.max_event_size %d is above the 64MiB limit", f.Outbox.MaxEventSize)
-	}
 	if u := f.EventLog.URL; u != "" && !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
 		return errors.New("event_log.url: want postgres://user:password@host/database (empty: SQLite in data_dir)")
-	}
-	if f.EventLog.MaxLag < 0 {
-		return fmt.Errorf("event_log.max_lag %s: want a positive duration", f.EventLog.MaxLag)
 	}
 	if _, err := f.Admin.Accounts(); err != nil {
 		return err

@@ -201,6 +201,13 @@ func TestParseRejectsInvalidConfigs(t *testing.T) {
 			in:   "node_id: n1\ndata_dir: /tmp\nnode_name: n1\n",
 			want: []string{"node_name", "line 3"},
 		},
+		{name: "negative outbox.max_age", in: "outbox:\n  max_age: -1h\n", want: []string{"outbox.max_age -1h0m0s", "from 1m0s"}},
+		{name: "outbox.max_age of 1ns", in: "outbox:\n  max_age: 1ns\n", want: []string{"outbox.max_age 1ns", "from 1m0s"}},
+		{name: "negative duplicate_window", in: "outbox:\n  duplicate_window: -1m\n", want: []string{"outbox.duplicate_window -1m0s"}},
+		{name: "negative shutdown_timeout", in: "shutdown_timeout: -5s\n", want: []string{"shutdown_timeout -5s", "from 1s to 1h0m0s"}},
+		{name: "tiny outbox.max_bytes", in: "outbox:\n  max_bytes: 1KiB\n", want: []string{"outbox.max_bytes 1024", "from 1MiB"}},
+		{name: "outbox.max_event_size over 64MiB", in: "outbox:\n  max_event_size: 65MiB\n", want: []string{"outbox.max_event_size", "to 64MiB"}},
+		{name: "negative max_response_bytes", in: webhookSink("    max_response_bytes: -1\n"), want: []string{"sinks[0]", "max_response_bytes -1"}},
 		{
 			name: "webhook to the cloud metadata address",
 			in:   "sinks:\n  - name: a\n    type: webhook\n    url: http://169.254.169.254/latest/meta-data\n",

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -121,9 +120,6 @@ func (i Ingest) validate(maxEventSize ByteSize) error {
 	}
 	if i.MaxBodyBytes < maxEventSize {
 		return fmt.Errorf("ingest.max_body_bytes (%d) is below outbox.max_event_size (%d): the largest event could not be posted", i.MaxBodyBytes, maxEventSize)
-	}
-	if i.Timeout < time.Second {
-		return errors.New("ingest.timeout: want at least 1s (the outbox needs time to acknowledge)")
 	}
 	return nil
 }

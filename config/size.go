@@ -48,3 +48,17 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	*b = v
 	return nil
 }
+
+// String writes the size in the largest binary unit it is a whole number
+// of, as the configuration would: 1MiB, 1536KiB, 100B.
+func (b ByteSize) String() string {
+	for _, u := range []struct {
+		suffix string
+		factor ByteSize
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if b != 0 && b%u.factor == 0 {
+			return strconv.FormatInt(int64(b/u.factor), 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(b), 10) + "B"
+}

@@ -142,7 +142,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "emit:", err)
-		return 1
+		return exitFor(err)
 	}
 	fmt.Fprintln(stdout, id)
 	return 0
@@ -318,7 +318,8 @@ func emitFile(ctx context.Context, pub *outbox.Publisher, opts options, sp *spoo
 
 	code := 0
 	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), opts.maxEventSize+(64<<10))
+	maxLine := opts.maxEventSize + 64<<10
+	sc.Buffer(make([]byte, 64<<10), maxLine)
 	line := 0
 	for sc.Scan() {
 		line++
@@ -334,13 +335,16 @@ func emitFile(ctx context.Context, pub *outbox.Publisher, opts options, sp *spoo
 			p, err = pub.EmitAsync(ctx, e)
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "emit: line %d: %v; stopping here\n", line, err)
-			code = 1
+			fmt.Fprintf(stderr, "emit: line %d: %v; stopping here (the lines before it are sent)\n", line, err)
+			code = exitFor(err)
 			break
 		}
 		results <- sent{line, p}
 	}
-	if err := sc.Err(); err != nil {
+	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
+		fmt.Fprintf(stderr, "emit: line %d is longer than %d bytes (--max-event-size %d, plus room for the envelope); stopping here (the lines before it are sent)\n", line+1, maxLine, opts.maxEventSize)
+		code = 2
+	} else if err != nil {
 		fmt.Fprintf(stderr, "emit: after line %d: %v; stopping here\n", line, err)
 		code = 1
 	}
@@ -355,6 +359,15 @@ func emitFile(ctx context.Context, pub *outbox.Publisher, opts options, sp *spoo
 		code = 1
 	}
 	return code
+}
+
+// exitFor is the exit status of an emit that failed: 2 for bad input (an
+// invalid or oversized event), 1 for the outbox's failures.
+func exitFor(err error) int {
+	if errors.Is(err, event.ErrInvalid) || errors.Is(err, outbox.ErrTooLarge) {
+		return 2
+	}
+	return 1
 }
 
 // progress redraws one status line on a terminal and stays silent otherwise.

@@ -183,7 +183,7 @@ func TestEmitFileCarriesCloudStackFields(t *testing.T) {
 		`"domain":"ROOT","user":"u1","resource_id":"3","resource_type":"Volume"}` + "\n" +
 		`{"id":"csf-2","type":"T","account":"bad\u0007"}` + "\n"
 	r := emit(t, stdin, "--url", url, "--file", "-")
-	if r.code != 1 || !strings.Contains(r.stderr, "emit: line 2: ") || !strings.Contains(r.stderr, "account") {
+	if r.code != 2 || !strings.Contains(r.stderr, "emit: line 2: ") || !strings.Contains(r.stderr, "account") {
 		t.Fatalf("emit --file: %v; want line 2 refused for its account", r)
 	}
 	got := testutil.StoredEnvelopes(t, js)
@@ -234,7 +234,7 @@ func TestEmitRejectsBadInputWithOneLineMessage(t *testing.T) {
 		{"type with spaces", []string{"--type", "VOLUME CREATE"}, 2, `type "VOLUME CREATE"`},
 		{"type with a wildcard", []string{"--type", "VOLUME.*"}, 2, `type "VOLUME.*"`},
 		{"id with spaces", []string{"--type", "T", "--id", "a b"}, 2, `id "a b"`},
-		{"event above max size", []string{"--type", "T", "--max-event-size", "300", "--data", big}, 1, "event too large"},
+		{"event above max size", []string{"--type", "T", "--max-event-size", "300", "--data", big}, 2, "event too large"},
 		{"file that does not exist", []string{"--file", filepath.Join(t.TempDir(), "missing.jsonl")}, 1, "no such file"},
 		{"unreachable outbox without a spool", []string{"--url", "nats://127.0.0.1:1", "--timeout", "1s", "--no-spool", "--type", "T"}, 1, "outbox unreachable"},
 		{"flush with an event", []string{"--flush", "--type", "T"}, 2, "--flush sends the spool only"},
@@ -353,37 +353,44 @@ func TestEmitFileFromStdin(t *testing.T) {
 		{
 			name:       "malformed line 3 stops after lines 1 and 2",
 			stdin:      `{"id":"m-1","type":"T"}` + "\n" + `{"id":"m-2","type":"T"}` + "\n" + `{"id":"m-3","type":` + "\n" + `{"id":"m-4","type":"T"}` + "\n",
-			code:       1,
+			code:       2,
 			wantStored: []string{"m-1", "m-2"},
 			wantStderr: []string{"emit: line 3: ", "stopping here", "emit: 2 stored"},
 		},
 		{
 			name:       "line numbers count blank lines",
 			stdin:      `{"id":"l-1","type":"T"}` + "\n\n" + `not json` + "\n",
-			code:       1,
+			code:       2,
 			wantStored: []string{"l-1"},
 			wantStderr: []string{"emit: line 3: "},
 		},
 		{
 			name:       "unknown field rejected",
 			stdin:      `{"id":"u-1","type":"T","colour":"red"}` + "\n",
-			code:       1,
+			code:       2,
 			wantStored: []string{},
 			wantStderr: []string{"emit: line 1: ", `unknown field "colour"`},
 		},
 		{
 			name:       "trailing data after the object rejected",
 			stdin:      `{"id":"t-1","type":"T"} {"id":"t-2","type":"T"}` + "\n",
-			code:       1,
+			code:       2,
 			wantStored: []string{},
 			wantStderr: []string{"emit: line 1: ", "trailing data"},
 		},
 		{
 			name:       "invalid envelope names its line",
 			stdin:      `{"id":"v-1","type":"T"}` + "\n" + `{"id":"v-2","type":"BAD TYPE"}` + "\n",
-			code:       1,
+			code:       2,
 			wantStored: []string{"v-1"},
 			wantStderr: []string{"emit: line 2: ", `type "BAD TYPE"`},
+		},
+		{
+			name:       "a line over the size limit names its line and the limit",
+			stdin:      `{"id":"big-1","type":"T"}` + "\n" + `{"id":"big-2","type":"T","data":"` + strings.Repeat("x", 10<<20) + `"}` + "\n",
+			code:       2,
+			wantStored: []string{"big-1"},
+			wantStderr: []string{"emit: line 2 is longer than 1114112 bytes (--max-event-size 1048576", "stopping here"},
 		},
 		{
 			name:       "empty input stores nothing",

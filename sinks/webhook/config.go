@@ -37,6 +37,8 @@ type Config struct {
 const (
 	DefaultTimeout          = 15 * time.Second
 	DefaultMaxResponseBytes = 64 << 10
+	// maxResponseCap bounds what one response may hold in memory.
+	maxResponseCap = 64 << 20
 	secretPrefix            = "whsec_"
 )
 
@@ -62,6 +64,9 @@ func (c Config) Validate() error {
 	}
 	if c.Timeout < 0 {
 		return fmt.Errorf("timeout must be positive, got %s", c.Timeout)
+	}
+	if c.MaxResponseBytes < 0 || c.MaxResponseBytes > maxResponseCap {
+		return fmt.Errorf("max_response_bytes %d: want from 0 (the default, %d) to %d", c.MaxResponseBytes, DefaultMaxResponseBytes, maxResponseCap)
 	}
 	if c.CloudEventsMode != "structured" && c.CloudEventsMode != "binary" {
 		return fmt.Errorf("cloudevents_mode %q: want structured or binary", c.CloudEventsMode)
