@@ -15,6 +15,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
@@ -141,6 +143,7 @@ func (s *Sink) Send(ctx context.Context, e *event.Envelope) (err error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
+		err = peerError(err)
 		if errors.Is(err, netguard.ErrNotAllowed) {
 			// Configuration, not a passing failure: retrying cannot help.
 			return retry.NewPermanent(fmt.Errorf("post %s: %w", s.spanURL, err))
@@ -154,15 +157,12 @@ func (s *Sink) Send(ctx context.Context, e *event.Envelope) (err error) {
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return nil
 	}
-	excerpt := body
-	if len(excerpt) > excerptBytes {
-		excerpt = excerpt[:excerptBytes]
-	}
+	excerpt := Excerpt(body, excerptBytes)
 	return &retry.Error{
 		Kind:       retry.KindForHTTPStatus(resp.StatusCode),
 		Status:     resp.StatusCode,
 		RetryAfter: s.retryAfter(resp),
-		Response:   string(excerpt),
+		Response:   excerpt,
 		Err:        fmt.Errorf("webhook answered %s", resp.Status),
 	}
 }
@@ -218,6 +218,38 @@ func (s *Sink) request(ctx context.Context, e *event.Envelope) (*http.Request, e
 func (s *Sink) Close(context.Context) error {
 	s.client.CloseIdleConnections()
 	return nil
+}
+
+// Excerpt is at most max bytes of a response body as text fit for a log
+// line, a dead letter and a page: valid UTF-8, control characters other
+// than newline and tab shown as '?', cut at a character boundary.
+func Excerpt(body []byte, max int) string {
+	text := strings.ToValidUTF8(string(body[:min(len(body), max+utf8.UTFMax)]), "?")
+	text = strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' || !unicode.IsControl(r) {
+			return r
+		}
+		return '?'
+	}, text)
+	if len(text) <= max {
+		return text
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(text[cut]) {
+		cut--
+	}
+	return text[:cut]
+}
+
+// peerError keeps what a peer that does not speak HTTP sent out of the
+// error: Go quotes the start of a malformed response, which for a NATS
+// port is its INFO line (server id, keys), and errors end up in attempts,
+// dead letters and status.
+func peerError(err error) error {
+	if strings.Contains(err.Error(), "malformed HTTP") || strings.Contains(err.Error(), "HTTP/1.x transport connection broken") {
+		return errors.New("the peer did not answer with HTTP")
+	}
+	return err
 }
 
 // percentEncode escapes a CloudEvents attribute for an HTTP header, as the

@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -13,11 +15,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/netguard"
@@ -645,5 +649,128 @@ func TestAReceiverOnAnAddressNotAllowedIsAPermanentFailure(t *testing.T) {
 	}
 	if n := len(got); n != 0 {
 		t.Errorf("the receiver got %d requests", n)
+	}
+}
+
+// loopbackSink is a sink to url that may reach this machine.
+func loopbackSink(t *testing.T, cfg Config) *Sink {
+	t.Helper()
+	s, err := New(cfg, event.FormatCourier, 1, "test", WithGuard(netguard.NewGuard(netguard.Policy{Allow: netguard.Loopback()})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	return s
+}
+
+// TestAPeerThatIsNotHTTPLeavesNothingOfItsAnswer: a webhook pointed at a
+// NATS-like port gets its INFO line back; nothing of it may reach the
+// error kept in attempts, dead letters and status.
+func TestAPeerThatIsNotHTTPLeavesNothingOfItsAnswer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, `INFO {"server_id":"NDSECRETSERVERID","xkey":"XSECRETKEY","version":"2.15.2"}`+"\r\n")
+			c.Close()
+		}
+	}()
+	s := loopbackSink(t, Config{URL: "http://" + ln.Addr().String() + "/hook", Timeout: 5 * time.Second})
+	err = s.Send(context.Background(), testEvent())
+	if err == nil {
+		t.Fatal("a NATS port accepted a webhook")
+	}
+	ce := retry.Classify(err)
+	for _, leak := range []string{"SECRETSERVERID", "XSECRETKEY", "INFO"} {
+		if strings.Contains(err.Error(), leak) || strings.Contains(ce.Response, leak) {
+			t.Errorf("the error keeps %q of the peer's answer: %v / %q", leak, err, ce.Response)
+		}
+	}
+	if !strings.Contains(err.Error(), "did not answer with HTTP") {
+		t.Errorf("err = %v, want it to say the peer is not HTTP", err)
+	}
+}
+
+func TestResponseExcerptsAreShortPrintableText(t *testing.T) {
+	body := append([]byte("bad \x00\x1b[31m red \xff\xfe "), bytes.Repeat([]byte("é"), 600)...)
+	got := Excerpt(body, 512)
+	if len(got) > 512 || !utf8.ValidString(got) || strings.ContainsAny(got, "\x00\x1b") {
+		t.Errorf("excerpt %q (%d bytes)", got, len(got))
+	}
+	if !strings.HasPrefix(got, "bad ??[31m red ?") {
+		t.Errorf("excerpt starts %q", got[:20])
+	}
+	if got := Excerpt([]byte("line 1\nline\t2"), 512); got != "line 1\nline\t2" {
+		t.Errorf("newline and tab changed: %q", got)
+	}
+}
+
+// TestAHugeGzipBodyCostsBoundedMemory: a receiver answering 400 with a
+// body that inflates to 1 GiB: the sink reads max_response_bytes of it.
+func TestAHugeGzipBodyCostsBoundedMemory(t *testing.T) {
+	var member bytes.Buffer
+	zw := gzip.NewWriter(&member)
+	_, _ = zw.Write(make([]byte, 1<<20))
+	_ = zw.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Encoding", "gzip")
+		w.WriteHeader(http.StatusBadRequest)
+		// 1024 gzip members of 1 MiB of zeros each: one 1 GiB stream.
+		for range 1024 {
+			if _, err := w.Write(member.Bytes()); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	s := loopbackSink(t, Config{URL: srv.URL, Timeout: 30 * time.Second})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	err := s.Send(context.Background(), testEvent())
+	runtime.ReadMemStats(&after)
+	if ce := retry.Classify(err); ce.Status != http.StatusBadRequest || len(ce.Response) > excerptBytes {
+		t.Errorf("err = %v, response %d bytes", err, len(ce.Response))
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+		t.Errorf("reading the answer allocated %d MiB", grew>>20)
+	}
+}
+
+// TestATricklingReceiverCostsBoundedTime: headers, then a byte a second:
+// the sink's timeout bounds the whole exchange.
+func TestATricklingReceiverCostsBoundedTime(t *testing.T) {
+	stop := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+		for {
+			if _, err := w.Write([]byte("x")); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Second): // the receiver's pace, not synchronisation
+			}
+		}
+	}))
+	t.Cleanup(func() { close(stop); srv.Close() })
+	s := loopbackSink(t, Config{URL: srv.URL, Timeout: 500 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() { done <- s.Send(context.Background(), testEvent()) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("a 502 counted as delivered")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a trickling receiver held the send past its timeout")
 	}
 }
