@@ -6,8 +6,13 @@ VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || ech
 LDFLAGS       := -X main.version=$(VERSION)
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BENCHTIME     ?= 3s
+FUZZTIME      ?= 1m
+# Each fuzz target, as package:name. Their seed corpora are in each
+# package's testdata/fuzz and also run with every go test.
+FUZZ_TARGETS  := ./event/:FuzzDecodeEnvelope ./ingest/:FuzzDecode ./config/:FuzzParse \
+                 ./config/:FuzzParseSink ./retry/:FuzzParseRetryAfter ./sinks/webhook/:FuzzResponse
 
-.PHONY: all build run cluster-demo test test-short lint services bench bench-quick bench-compare clean
+.PHONY: all build run cluster-demo test test-short lint services fuzz bench bench-quick bench-compare clean
 
 all: lint test
 
@@ -34,6 +39,15 @@ services:
 test: services
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+## fuzz: each fuzz target for FUZZTIME (CI: 10s each); a crash fails and
+## leaves the input in the package's testdata/fuzz
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x $$pkg || exit 1; \
+	done
 
 ## test-short: the same without the process crash test
 test-short:
