@@ -39,7 +39,7 @@ const (
 	DefaultMaxResponseBytes = 64 << 10
 	// maxResponseCap bounds what one response may hold in memory.
 	maxResponseCap = 64 << 20
-	secretPrefix            = "whsec_"
+	secretPrefix   = "whsec_"
 )
 
 // WithDefaults fills the optional fields.
