@@ -118,6 +118,8 @@ type Admin struct {
 	// that account's events in the event log, and nothing else. A value
 	// is the token itself (write ${NAME}) or file:PATH to read it from.
 	AccountTokens map[string]string `yaml:"account_tokens"`
+	// TLS serves the admin endpoint over HTTPS.
+	TLS ServerTLS `yaml:"tls"`
 }
 
 // Accounts returns the account tokens, read from their files, as a map
@@ -795,6 +797,9 @@ func (f *File) Validate() error {
 		return err
 	}
 	if err := f.Ingest.validate(f.Outbox.MaxEventSize); err != nil {
+		return err
+	}
+	if err := f.Admin.TLS.validate("admin.tls"); err != nil {
 		return err
 	}
 	if f.Admin.Token != "" && f.Admin.TokenFile != "" {

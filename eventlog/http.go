@@ -34,10 +34,10 @@ func Handler(do func(context.Context, Request) Response, auth Authenticate) http
 			writeJSON(w, http.StatusBadRequest, Response{Error: err.Error(), BadRequest: true})
 			return
 		}
-		answer(w, r, do, auth, Request{Op: OpList, Filter: f})
+		answer(w, r, do, Request{Op: OpList, Filter: f})
 	})
 	mux.HandleFunc("GET /v1/events/{id}", func(w http.ResponseWriter, r *http.Request) {
-		answer(w, r, do, auth, Request{Op: OpShow, ID: r.PathValue("id")})
+		answer(w, r, do, Request{Op: OpShow, ID: r.PathValue("id")})
 	})
 	for _, op := range []string{OpArchive, OpDelete} {
 		mux.HandleFunc("POST /v1/events/"+op, func(w http.ResponseWriter, r *http.Request) {
@@ -51,18 +51,26 @@ func Handler(do func(context.Context, Request) Response, auth Authenticate) http
 				writeJSON(w, http.StatusBadRequest, Response{Error: err.Error(), BadRequest: true})
 				return
 			}
-			answer(w, r, do, auth, Request{Op: op, Selection: sel})
+			answer(w, r, do, Request{Op: op, Selection: sel})
 		})
 	}
-	return mux
+	// The caller is known before anything of the request is read: one
+	// without a token costs no more than its headers.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, status, msg, ok := auth(r)
+		if !ok {
+			writeJSON(w, status, Response{Error: msg})
+			return
+		}
+		mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+	})
 }
 
-func answer(w http.ResponseWriter, r *http.Request, do func(context.Context, Request) Response, auth Authenticate, req Request) {
-	c, status, msg, ok := auth(r)
-	if !ok {
-		writeJSON(w, status, Response{Error: msg})
-		return
-	}
+// callerKey carries the authenticated Caller from Handler to answer.
+type callerKey struct{}
+
+func answer(w http.ResponseWriter, r *http.Request, do func(context.Context, Request) Response, req Request) {
+	c, _ := r.Context().Value(callerKey{}).(Caller)
 	req.Account = c.Account
 	resp := do(r.Context(), req)
 	switch {

@@ -8,7 +8,6 @@ package ingest
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/internal/bearer"
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
 )
@@ -50,6 +50,9 @@ type Handler struct {
 	o       Options
 	mux     *http.ServeMux
 	metrics *metrics
+	// served is mux behind a throttle that slows down addresses with
+	// wrong tokens.
+	served http.Handler
 }
 
 // New returns the ingest endpoint's handler.
@@ -62,6 +65,7 @@ func New(o Options) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{o: o, mux: http.NewServeMux(), metrics: m}
+	h.served = bearer.NewThrottle().Wrap(h.mux)
 	h.mux.HandleFunc("POST /v1/events", h.post)
 	h.mux.HandleFunc("/v1/events", func(rw http.ResponseWriter, _ *http.Request) {
 		rw.Header().Set("Allow", http.MethodPost)
@@ -73,7 +77,7 @@ func New(o Options) (*Handler, error) {
 	return h, nil
 }
 
-func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(rw, r) }
+func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) { h.served.ServeHTTP(rw, r) }
 
 // Result of one event.
 const (
@@ -167,14 +171,13 @@ func (h *Handler) authenticate(r *http.Request) (string, bool) {
 	if len(h.o.Tokens) == 0 {
 		return "", true
 	}
-	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	got, ok := bearer.FromRequest(r)
+	if !ok {
 		return "", false
 	}
-	got = strings.TrimSpace(got)
 	account, found := "", false
 	for token, acct := range h.o.Tokens {
-		if subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1 {
+		if bearer.Equal(got, token) {
 			account, found = acct, true
 		}
 	}

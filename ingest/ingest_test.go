@@ -1,9 +1,11 @@
 package ingest_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -345,5 +347,28 @@ func TestTraceparentContinuesTheProducersTrace(t *testing.T) {
 	}
 	if _, kept := storedByID(t, ep.js)["t1"]; !kept {
 		t.Error("the traced CloudEvent was not stored")
+	}
+}
+
+// TestAProducerWithoutATokenIsRefusedBeforeItsBody: the 401 comes at
+// once for a request that declares a body it never sends.
+func TestAProducerWithoutATokenIsRefusedBeforeItsBody(t *testing.T) {
+	ep := start(t, setup{tokens: map[string]string{"producer-token-0123456789": ""}})
+	c, err := net.Dial("tcp", strings.TrimPrefix(strings.TrimSuffix(ep.url, "/v1/events"), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer before the body: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("%d, want 401", resp.StatusCode)
 	}
 }

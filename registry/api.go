@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/courierhq/courier/config"
+	"github.com/courierhq/courier/internal/bearer"
 )
 
 // maxDefinition bounds a request body: a sink definition is a few hundred
@@ -151,8 +151,7 @@ func requireToken(token string, next http.Handler) http.Handler {
 			replyError(w, http.StatusForbidden, errors.New("the admin API is off: set admin.token or admin.token_file in the worker's configuration"))
 			return
 		}
-		got, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+		if got, ok := bearer.FromRequest(req); !ok || !bearer.Equal(got, token) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="courier"`)
 			replyError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token"))
 			return

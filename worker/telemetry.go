@@ -2,10 +2,8 @@ package worker
 
 import (
 	"context"
-	"crypto/subtle"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/eventlog"
+	"github.com/courierhq/courier/internal/bearer"
 	"github.com/courierhq/courier/outbox"
 )
 
@@ -133,7 +132,7 @@ func (w *Worker) AdminHandler() http.Handler {
 		}
 		fmt.Fprintln(rw, "ready")
 	})
-	return mux
+	return w.throttle.Wrap(mux)
 }
 
 // authenticate admits the admin token to every event and an account token
@@ -142,13 +141,13 @@ func (w *Worker) authenticate(r *http.Request) (eventlog.Caller, int, string, bo
 	if w.apiToken == "" && len(w.accounts) == 0 {
 		return eventlog.Caller{}, http.StatusForbidden, "the admin API is off: set admin.token or admin.token_file (or admin.account_tokens) in the worker's configuration", false
 	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if ok && w.apiToken != "" && subtle.ConstantTimeCompare([]byte(got), []byte(w.apiToken)) == 1 {
+	got, ok := bearer.FromRequest(r)
+	if ok && bearer.Equal(got, w.apiToken) {
 		return eventlog.Caller{}, 0, "", true
 	}
 	account := ""
 	for token, name := range w.accounts {
-		if ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1 {
+		if ok && bearer.Equal(got, token) {
 			account = name
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/eventlog"
+	"github.com/courierhq/courier/internal/bearer"
 	"github.com/courierhq/courier/internal/dirlock"
 	"github.com/courierhq/courier/internal/netguard"
 	"github.com/courierhq/courier/observability"
@@ -71,6 +72,8 @@ type Worker struct {
 	// guard is what this node's webhooks may reach: the webhook-allow and
 	// webhook-https-only settings, applied live.
 	guard *netguard.Guard
+	// throttle slows down addresses presenting wrong admin tokens.
+	throttle *bearer.Throttle
 }
 
 // Option adjusts a Worker.
@@ -101,6 +104,7 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 		return nil, err
 	}
 	w.guard = netguard.NewGuard(policy)
+	w.throttle = bearer.NewThrottle()
 	for _, o := range opts {
 		o(w)
 	}

@@ -247,7 +247,9 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	if cfg.Admin.Listen != "off" {
-		admin, err = httpserve.Listen(cfg.Admin.Listen, w.AdminHandler(), httpserve.Options{Log: log})
+		admin, err = httpserve.Listen(cfg.Admin.Listen, w.AdminHandler(), httpserve.Options{
+			CertFile: cfg.Admin.TLS.CertFile, KeyFile: cfg.Admin.TLS.KeyFile, Log: log,
+		})
 		if err != nil {
 			stopAll(context.Background())
 			return fmt.Errorf("admin endpoint: %w", err)
@@ -259,7 +261,7 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		in := cfg.Ingest
 		ingest, err = httpserve.Listen(in.Listen, h, httpserve.Options{
 			CertFile: in.TLS.CertFile, KeyFile: in.TLS.KeyFile, Log: log,
-			ReadTimeout: in.Timeout, WriteTimeout: in.Timeout + 5*time.Second,
+			ReadTimeout: in.Timeout, WriteTimeout: in.Timeout + 5*time.Second, MaxConns: 1024,
 		})
 		if err != nil {
 			stopAll(context.Background())

@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // Options configure one listener. Zero timeouts take the defaults below.
@@ -25,6 +27,10 @@ type Options struct {
 	WriteTimeout time.Duration
 	// IdleTimeout closes a keep-alive connection no request came on.
 	IdleTimeout time.Duration
+	// MaxConns caps the connections served at once (default 256); more
+	// wait to be accepted, so a flood of idle clients cannot use up the
+	// process's file descriptors, which the embedded outbox needs too.
+	MaxConns int
 	// Log receives the server's own errors (TLS handshakes, panics).
 	Log *slog.Logger
 }
@@ -35,6 +41,7 @@ const (
 	DefaultReadTimeout  = 30 * time.Second
 	DefaultWriteTimeout = 60 * time.Second
 	DefaultIdleTimeout  = 2 * time.Minute
+	DefaultMaxConns     = 256
 )
 
 // Server is one listening HTTP server.
@@ -71,6 +78,11 @@ func Listen(addr string, h http.Handler, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	maxConns := o.MaxConns
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConns
+	}
+	ln = netutil.LimitListener(ln, maxConns)
 	if srv.TLSConfig != nil {
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}

@@ -156,3 +156,41 @@ func TestAClientThatSendsNothingIsNotHeld(t *testing.T) {
 		t.Error("an idle keep-alive connection stayed open past IdleTimeout")
 	}
 }
+
+// TestConnectionsOverTheCapWaitToBeAccepted: with MaxConns 1, a second
+// client is served only once the first connection is gone.
+func TestConnectionsOverTheCapWaitToBeAccepted(t *testing.T) {
+	s := serve(t, httpserve.Options{MaxConns: 1})
+	addr := strings.TrimPrefix(s.URL(), "http://")
+	first, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(first, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, err := http.ReadResponse(bufio.NewReader(first), nil); err != nil {
+		t.Fatal(err)
+	}
+	// first stays open (keep-alive) and holds the only slot.
+	answered := make(chan error, 1)
+	go func() {
+		resp, err := (&http.Client{Timeout: 20 * time.Second}).Get(s.URL())
+		if err == nil {
+			resp.Body.Close()
+		}
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		t.Fatalf("a second connection was served while the first held the only slot (err %v)", err)
+	case <-time.After(300 * time.Millisecond): // a bound on a negative: nothing must happen
+	}
+	first.Close()
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatalf("second client after the first left: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the second client was not served after the first connection closed")
+	}
+}
