@@ -175,6 +175,10 @@ type Cluster struct {
 	// Replicas is how many nodes hold each stream and bucket (default 3,
 	// or fewer when the cluster has fewer nodes).
 	Replicas int `yaml:"replicas"`
+	// Auth is required of, and presented on, every route; TLS makes
+	// routes mutual TLS (ca_file verifies the other nodes).
+	Auth RouteAuth   `yaml:"auth"`
+	TLS  ListenerTLS `yaml:"tls"`
 }
 
 // Replication is the replica count for streams and buckets: 1 on a
@@ -246,6 +250,14 @@ type Outbox struct {
 	// AttemptLogMaxBytes caps the attempts stream, which carries batches
 	// of attempt records to every node's event log; the oldest go first.
 	AttemptLogMaxBytes ByteSize `yaml:"attempt_log_max_bytes"`
+	// Auth admits only the worker and the listed producers; TLS serves
+	// the client port over TLS.
+	Auth OutboxAuth  `yaml:"auth"`
+	TLS  ListenerTLS `yaml:"tls"`
+	// Insecure allows a client or cluster listener on a non-loopback
+	// address without auth: say so only where the network itself is
+	// trusted.
+	Insecure bool `yaml:"insecure"`
 }
 
 // EventLog configures the durable, queryable history of events and
@@ -800,6 +812,9 @@ func (f *File) Validate() error {
 		return err
 	}
 	if err := f.Admin.TLS.validate("admin.tls"); err != nil {
+		return err
+	}
+	if err := f.validateNATSAuth(); err != nil {
 		return err
 	}
 	if f.Admin.Token != "" && f.Admin.TokenFile != "" {

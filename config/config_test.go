@@ -3,6 +3,7 @@ package config_test
 import (
 	"maps"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -70,7 +71,7 @@ func TestParseFullExample(t *testing.T) {
 
 		AttemptLogMaxBytes: config.DefaultAttemptLogMaxBytes,
 	}
-	if f.Outbox != wantOutbox {
+	if !reflect.DeepEqual(f.Outbox, wantOutbox) {
 		t.Errorf("Outbox = %+v, want %+v", f.Outbox, wantOutbox)
 	}
 	always, interval, err := f.Outbox.SyncPolicy()
@@ -147,7 +148,7 @@ sinks:
 		},
 		ShutdownTimeout: 15 * time.Second,
 	}
-	if f.NodeID != want.NodeID || f.DataDir != want.DataDir || f.Log != want.Log || f.Outbox != want.Outbox ||
+	if f.NodeID != want.NodeID || f.DataDir != want.DataDir || f.Log != want.Log || !reflect.DeepEqual(f.Outbox, want.Outbox) ||
 		f.ShutdownTimeout != want.ShutdownTimeout {
 		t.Errorf("Parse = %+v, want %+v", *f, want)
 	}

@@ -23,8 +23,10 @@ const DefaultURL = "nats://127.0.0.1:4244"
 // Connect opens a connection to the outbox. The first connection attempt is
 // bounded by timeout and fails with ErrUnreachable; once connected, the
 // client reconnects on its own for as long as it lives.
-func Connect(ctx context.Context, url, name string, timeout time.Duration) (*nats.Conn, error) {
-	nc, err := nats.Connect(url, connectOptions(ctx, name, timeout)...)
+//
+// extra adds options, such as Credentials.Options.
+func Connect(ctx context.Context, url, name string, timeout time.Duration, extra ...nats.Option) (*nats.Conn, error) {
+	nc, err := nats.Connect(url, append(connectOptions(ctx, name, timeout), extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, redactURL(url), err)
 	}
@@ -69,10 +71,10 @@ func (s *connState) get() error {
 // for a connection that is not up yet: when nothing answers within timeout,
 // it returns the connection anyway, still dialling in the background, so
 // events are spooled now and go straight to the outbox once it answers.
-func connectRetrying(ctx context.Context, url, name string, timeout time.Duration, state *connState) (*nats.Conn, error) {
+func connectRetrying(ctx context.Context, url, name string, timeout time.Duration, state *connState, extra ...nats.Option) (*nats.Conn, error) {
 	where := redactURL(url)
 	first := make(chan struct{}, 1)
-	opts := append(connectOptions(ctx, name, timeout),
+	opts := append(append(connectOptions(ctx, name, timeout), extra...),
 		nats.RetryOnFailedConnect(true),
 		// Called for the failed first attempt too, so the reason is known
 		// before the first event is spooled.

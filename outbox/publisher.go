@@ -65,6 +65,8 @@ type Publisher struct {
 	done      chan struct{}
 	fallbacks sync.WaitGroup
 
+	creds Credentials // for Dial
+
 	// Spool: nil unless WithSpool.
 	spool     *spool.Spool
 	log       *slog.Logger
@@ -172,6 +174,12 @@ const tracerName = "github.com/courierhq/courier/outbox"
 // when nothing answers: it spools until the outbox can be reached.
 func WithSpool(sp *spool.Spool) PublisherOption { return func(p *Publisher) { p.spool = sp } }
 
+// WithCredentials presents creds when Dial connects (an outbox with
+// outbox.auth, or TLS with a private CA).
+func WithCredentials(creds Credentials) PublisherOption {
+	return func(p *Publisher) { p.creds = creds }
+}
+
 // WithLogger receives what the background flush of the spool has to say
 // (a failure, once per outage; files moved to bad/). Default: nothing.
 func WithLogger(l *slog.Logger) PublisherOption { return func(p *Publisher) { p.log = l } }
@@ -204,11 +212,15 @@ func Dial(ctx context.Context, url string, timeout time.Duration, opts ...Publis
 		state *connState
 		err   error
 	)
+	creds, err := probe.creds.Options()
+	if err != nil {
+		return nil, err
+	}
 	if probe.spool != nil {
 		state = &connState{}
-		nc, err = connectRetrying(ctx, url, "courier-emit", timeout, state)
+		nc, err = connectRetrying(ctx, url, "courier-emit", timeout, state, creds...)
 	} else {
-		nc, err = Connect(ctx, url, "courier-emit", timeout)
+		nc, err = Connect(ctx, url, "courier-emit", timeout, creds...)
 	}
 	if err != nil {
 		return nil, err

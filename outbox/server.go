@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,6 +33,12 @@ type ServerConfig struct {
 	MaxPayload int32
 	// Cluster, when its Name is set, joins the server to other nodes'.
 	Cluster ClusterConfig
+	// Users, when any, are the only clients admitted; Self is the one
+	// the worker connects as (in process too).
+	Users []AuthUser
+	Self  Credentials
+	// TLS serves the client port over TLS.
+	TLS TLSFiles
 }
 
 // ClusterConfig joins the embedded server to a NATS cluster of worker
@@ -40,6 +47,12 @@ type ClusterConfig struct {
 	Name   string
 	Listen string   // host:port for the other nodes' routes
 	Routes []string // nats-route:// URLs of the other nodes
+	// User and Password, when set, are required of every route, and
+	// presented to the other nodes.
+	User, Password string
+	// TLS, when set, is mutual: each node presents its certificate and
+	// verifies the other's against CAFile.
+	TLS TLSFiles
 }
 
 // Server is a running embedded NATS server with JetStream.
@@ -47,6 +60,7 @@ type Server struct {
 	ns        *server.Server
 	listen    string
 	listening bool // from the start: clustered
+	self      Credentials
 }
 
 // StartServer starts the embedded server without its client listener: only
@@ -83,6 +97,16 @@ func StartServer(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*Serv
 			return nil, err
 		}
 	}
+	if err := applyAuth(opts, cfg.Users); err != nil {
+		return nil, err
+	}
+	if cfg.TLS.On() {
+		tc, err := cfg.TLS.config(false)
+		if err != nil {
+			return nil, fmt.Errorf("outbox.tls: %w", err)
+		}
+		opts.TLSConfig, opts.TLS, opts.TLSTimeout = tc, true, 5
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("configure embedded outbox: %w", err)
@@ -97,7 +121,7 @@ func StartServer(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*Serv
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded outbox did not start within %s", wait)
 	}
-	return &Server{ns: ns, listen: cfg.Listen, listening: !opts.DontListen}, nil
+	return &Server{ns: ns, listen: cfg.Listen, listening: !opts.DontListen, self: cfg.Self}, nil
 }
 
 // clusterOptions adds the cluster's routes. A clustered server listens for
@@ -118,6 +142,19 @@ func clusterOptions(opts *server.Options, c ClusterConfig) error {
 	opts.Cluster.Host = host
 	opts.Cluster.Port = port
 	opts.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
+	if c.User != "" {
+		opts.Cluster.Username, opts.Cluster.Password = c.User, c.Password
+		for _, r := range opts.Routes {
+			r.User = url.UserPassword(c.User, c.Password)
+		}
+	}
+	if c.TLS.On() {
+		tc, err := c.TLS.config(true)
+		if err != nil {
+			return fmt.Errorf("cluster.tls: %w", err)
+		}
+		opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = tc, 5
+	}
 	opts.DontListen = false
 	return nil
 }
@@ -127,7 +164,11 @@ func (s *Server) Clustered() bool { return s.ns.JetStreamIsClustered() }
 
 // InProcessConn connects to the server without the network.
 func (s *Server) InProcessConn() (*nats.Conn, error) {
-	nc, err := nats.Connect("", nats.InProcessServer(s.ns), nats.Name("courier-setup"))
+	creds, err := s.self.Options()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect("", append(creds, nats.InProcessServer(s.ns), nats.Name("courier-setup"), nats.CustomInboxPrefix(WorkerInbox))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to embedded outbox in process: %w", err)
 	}

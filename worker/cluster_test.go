@@ -23,7 +23,7 @@ func startCluster(t *testing.T, sinks string) []*testutil.Node {
 	routes := []string{testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)}
 	cfgs := make([]*config.File, 3)
 	for i := range cfgs {
-		y := fmt.Sprintf("node_id: n%d\ncluster:\n  name: test\n  listen: %s\n  routes: [%s]\nsinks:\n%s", i+1, routes[i], strings.Join(routes, ", "), sinks)
+		y := fmt.Sprintf("node_id: n%d\nwebhook_allow: [127.0.0.1/32]\ncluster:\n  name: test\n  listen: %s\n  routes: [%s]\nsinks:\n%s", i+1, routes[i], strings.Join(routes, ", "), sinks)
 		cfg, err := config.Parse([]byte(y), func(string) (string, bool) { return "", false })
 		if err != nil {
 			t.Fatalf("config: %v", err)

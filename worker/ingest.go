@@ -27,7 +27,7 @@ func (w *Worker) startIngest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	nc, err := outbox.Connect(ctx, w.url, "courier-ingest-"+w.cfg.NodeID, 10*time.Second)
+	nc, err := outbox.Connect(ctx, w.url, "courier-ingest-"+w.cfg.NodeID, 10*time.Second, w.connOpts...)
 	if err != nil {
 		return fmt.Errorf("ingest endpoint: %w", err)
 	}

@@ -74,6 +74,8 @@ type Worker struct {
 	guard *netguard.Guard
 	// throttle slows down addresses presenting wrong admin tokens.
 	throttle *bearer.Throttle
+	// connOpts are the worker's credentials for its outbox connections.
+	connOpts []nats.Option
 }
 
 // Option adjusts a Worker.
@@ -148,9 +150,14 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 			SyncAlways: always, SyncInterval: interval,
 			// Room for the event plus its headers.
 			MaxPayload: int32(cfg.Outbox.MaxEventSize) + 64<<10,
+			Self:       cfg.Credentials(), TLS: cfg.Outbox.TLS.Files(),
+		}
+		if sc.Users, err = cfg.ServerUsers(); err != nil {
+			return nil, err
 		}
 		if cfg.Cluster.Enabled() {
-			sc.Cluster = outbox.ClusterConfig{Name: cfg.Cluster.Name, Listen: cfg.Cluster.Listen, Routes: cfg.Cluster.RouteURLs()}
+			sc.Cluster = outbox.ClusterConfig{Name: cfg.Cluster.Name, Listen: cfg.Cluster.Listen, Routes: cfg.Cluster.RouteURLs(),
+				User: cfg.Cluster.Auth.User, Password: cfg.Cluster.Auth.Password, TLS: cfg.Cluster.TLS.Files()}
 		}
 		if w.server, err = outbox.StartServer(ctx, sc, log); err != nil {
 			return nil, err
@@ -168,7 +175,10 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 		w.url = w.server.ClientURL()
 		log.Info("embedded outbox listening", "url", w.url, "data_dir", cfg.DataDir, "sync", cfg.Outbox.Sync, "cluster", cfg.Cluster.Name)
 	}
-	if w.nc, err = outbox.Connect(ctx, w.url, "courier-worker-"+cfg.NodeID, 10*time.Second); err != nil {
+	if w.connOpts, err = ConnectOptions(cfg); err != nil {
+		return nil, err
+	}
+	if w.nc, err = outbox.Connect(ctx, w.url, "courier-worker-"+cfg.NodeID, 10*time.Second, w.connOpts...); err != nil {
 		return nil, err
 	}
 	if w.js, err = jetstream.New(w.nc); err != nil {
@@ -348,7 +358,11 @@ func (w *Worker) setUp(ctx context.Context) error {
 	if w.server != nil {
 		nc, err = w.server.InProcessConn()
 	} else {
-		nc, err = outbox.Connect(ctx, w.url, "courier-setup-"+w.cfg.NodeID, 10*time.Second)
+		var opts []nats.Option
+		if opts, err = ConnectOptions(w.cfg); err != nil {
+			return err
+		}
+		nc, err = outbox.Connect(ctx, w.url, "courier-setup-"+w.cfg.NodeID, 10*time.Second, opts...)
 	}
 	if err != nil {
 		return err
@@ -568,6 +582,18 @@ func (w *Worker) stopOutbox() {
 	if err := w.dirLock.Release(); err != nil {
 		w.log.Warn("release data_dir lock", "err", err)
 	}
+}
+
+// ConnectOptions are what the worker and its commands connect to the
+// outbox with: the configured credentials, and an inbox of their own,
+// where a producer (who may subscribe to _INBOX.> for its
+// acknowledgements) cannot read the events they fetch.
+func ConnectOptions(cfg *config.File) ([]nats.Option, error) {
+	opts, err := cfg.Credentials().Options()
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, nats.CustomInboxPrefix(outbox.WorkerInbox)), nil
 }
 
 // ClientURL turns a listen address into the URL a local client dials:

@@ -40,6 +40,8 @@ type options struct {
 	env          event.Envelope
 	data         string
 	spoolDir     string
+	creds        string
+	tlsCA        string
 	noSpool      bool
 	flush        bool
 }
@@ -78,6 +80,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	}
 	pubOpts := []outbox.PublisherOption{outbox.WithAckTimeout(opts.timeout), outbox.WithMaxEventSize(opts.maxEventSize)}
+	var creds outbox.Credentials
+	if opts.creds != "" {
+		if creds, err = outbox.LoadCredentials(opts.creds); err != nil {
+			fmt.Fprintln(stderr, "emit:", err)
+			return 2
+		}
+	}
+	creds.CAFile = opts.tlsCA
+	pubOpts = append(pubOpts, outbox.WithCredentials(creds))
 	// With OTEL_* set, each emit is a producer span and the trace goes on
 	// with the event; otherwise tracing costs nothing.
 	tel, err := observability.Setup(ctx, "courier-emit", "")
@@ -198,6 +209,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		defURL = outbox.DefaultURL
 	}
 	fs.StringVar(&o.url, "url", defURL, "outbox URL ($COURIER_URL)")
+	fs.StringVar(&o.creds, "creds", os.Getenv("COURIER_CREDS"), "credentials for an outbox with outbox.auth: a NATS .creds file, an nkey seed file, or a file with one line user:password ($COURIER_CREDS)")
+	fs.StringVar(&o.tlsCA, "tls-ca", os.Getenv("COURIER_TLS_CA"), "CA certificate that verifies the outbox's TLS certificate ($COURIER_TLS_CA; default: the system's)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "bound on connecting and on each acknowledgement")
 	fs.IntVar(&o.maxEventSize, "max-event-size", outbox.DefaultMaxEventSize, "largest encoded event accepted, in bytes")
 	fs.StringVar(&o.file, "file", "", "read one JSON envelope per line from this file (- for stdin)")

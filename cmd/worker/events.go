@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/courierhq/courier/eventlog"
-	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/worker"
 )
 
@@ -215,9 +214,9 @@ func askEventLog(ctx context.Context, cfgPath string, req eventlog.Request) (eve
 	if err != nil {
 		return eventlog.Response{}, err
 	}
-	nc, err := outbox.Connect(ctx, worker.ClientURL(cfg.Outbox), "courier-worker-cli", 5*time.Second)
+	nc, err := connectOutbox(ctx, cfg)
 	if err != nil {
-		return eventlog.Response{}, fmt.Errorf("%w (is the worker running?)", err)
+		return eventlog.Response{}, err
 	}
 	defer nc.Close()
 	data, err := json.Marshal(&req)

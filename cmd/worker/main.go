@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/courierhq/courier/config"
@@ -331,11 +332,12 @@ func connectConfigured(ctx context.Context, cfgPath string) (*config.File, jetst
 	return cfg, js, closeFn, nil
 }
 
-// connectJS reaches the configured outbox for an operator command.
+// connectJS reaches the configured outbox's JetStream for an operator
+// command.
 func connectJS(ctx context.Context, cfg *config.File) (jetstream.JetStream, func(), error) {
-	nc, err := outbox.Connect(ctx, worker.ClientURL(cfg.Outbox), "courier-worker-cli", 5*time.Second)
+	nc, err := connectOutbox(ctx, cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w (is the worker running?)", err)
+		return nil, nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -343,6 +345,20 @@ func connectJS(ctx context.Context, cfg *config.File) (jetstream.JetStream, func
 		return nil, nil, fmt.Errorf("open JetStream: %w", err)
 	}
 	return js, nc.Close, nil
+}
+
+// connectOutbox reaches the configured outbox for an operator command,
+// with the worker's credentials.
+func connectOutbox(ctx context.Context, cfg *config.File) (*nats.Conn, error) {
+	opts, err := worker.ConnectOptions(cfg)
+	if err != nil {
+		return nil, usageError{err.Error()}
+	}
+	nc, err := outbox.Connect(ctx, worker.ClientURL(cfg.Outbox), "courier-worker-cli", 5*time.Second, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w (is the worker running?)", err)
+	}
+	return nc, nil
 }
 
 // namedSink parses a command that takes --config and one sink NAME, and
