@@ -210,6 +210,36 @@ func TestParseRejectsInvalidConfigs(t *testing.T) {
 		{name: "outbox.max_event_size over 64MiB", in: "outbox:\n  max_event_size: 65MiB\n", want: []string{"outbox.max_event_size", "to 64MiB"}},
 		{name: "negative max_response_bytes", in: webhookSink("    max_response_bytes: -1\n"), want: []string{"sinks[0]", "max_response_bytes -1"}},
 		{
+			name: "outbox on a public address without auth",
+			in:   "outbox:\n  listen: 0.0.0.0:4244\n",
+			want: []string{"outbox.listen 0.0.0.0:4244", "outbox.auth", "outbox.insecure"},
+		},
+		{
+			name: "cluster on a public address without auth or TLS",
+			in:   "outbox:\n  auth: {user: c, password: p}\ncluster:\n  name: c\n  listen: 10.0.0.1:6222\n  routes: [10.0.0.2:6222]\n",
+			want: []string{"cluster.listen 10.0.0.1:6222", "cluster.tls"},
+		},
+		{
+			name: "producers without the worker's user",
+			in:   "outbox:\n  auth:\n    producers: [{user: app, password: x}]\n",
+			want: []string{"outbox.auth.producers", "worker's own user"},
+		},
+		{
+			name: "producer nkey that is a seed",
+			in:   "outbox:\n  auth:\n    user: c\n    password: p\n    producers: [{nkey: SUAM}]\n",
+			want: []string{"producers[0]", "public key"},
+		},
+		{
+			name: "cluster TLS without a CA",
+			in:   "cluster:\n  name: c\n  listen: 127.0.0.1:6222\n  tls: {cert_file: /dev/null, key_file: /dev/null}\n",
+			want: []string{"cluster.tls.ca_file", "mutual"},
+		},
+		{
+			name: "outbox TLS certificate missing",
+			in:   "outbox:\n  tls: {cert_file: /nonexistent/cert.pem, key_file: /nonexistent/key.pem}\n",
+			want: []string{"outbox.tls", "/nonexistent/cert.pem"},
+		},
+		{
 			name: "webhook to the cloud metadata address",
 			in:   "sinks:\n  - name: a\n    type: webhook\n    url: http://169.254.169.254/latest/meta-data\n",
 			want: []string{"sinks[0]", "destination not allowed", "link-local", "webhook_allow"},
@@ -756,5 +786,17 @@ func TestWebhookSettingsChangeThePolicy(t *testing.T) {
 	}
 	if err := s.Set("webhook-allow", ""); err != nil || len(s.Sink.Webhook.Allow) != 0 {
 		t.Errorf("webhook-allow emptied: %v %v", err, s.Sink.Webhook.Allow)
+	}
+}
+
+func TestPublicListenersWithAuthOrInsecureAreAccepted(t *testing.T) {
+	for _, y := range []string{
+		"outbox:\n  listen: 0.0.0.0:4244\n  auth: {user: courier, password: p}\n",
+		"outbox:\n  listen: 0.0.0.0:4244\n  insecure: true\n",
+		"outbox:\n  listen: 127.0.0.1:4244\n",
+	} {
+		if _, err := config.Parse([]byte(y), env(nil)); err != nil {
+			t.Errorf("%q: %v", y, err)
+		}
 	}
 }

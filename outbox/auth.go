@@ -102,6 +102,13 @@ func (t TLSFiles) config(verifyPeers bool) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("TLS certificate %s: %w", t.CertFile, err)
 	}
+	if verifyPeers {
+		// Routes act as client and server: the CA verifies the peer in
+		// both directions, as nats-server's own configuration parser
+		// sets it up.
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+		tc.RootCAs = tc.ClientCAs
+	}
 	return tc, nil
 }
 

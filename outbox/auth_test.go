@@ -3,7 +3,10 @@ package outbox_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -220,5 +223,57 @@ func TestRoutesRefuseServersWithoutCredentials(t *testing.T) {
 		if !strings.Contains(got.String(), "Authorization Violation") {
 			t.Errorf("%s: the route port answered %q, want an authorization violation", name, got.String())
 		}
+	}
+}
+
+// TestRoutesWithMutualTLSRefuseAStrangersCertificate: a route port with
+// cluster TLS completes the handshake with a certificate from the
+// cluster's CA and refuses one from another CA.
+func TestRoutesWithMutualTLSRefuseAStrangersCertificate(t *testing.T) {
+	files := testutil.NewTLSFiles(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	routeAddr := testutil.FreeAddr(t)
+	srv, err := outbox.StartServer(ctx, outbox.ServerConfig{
+		Name: "m1", Listen: "127.0.0.1:0", DataDir: t.TempDir(), SyncAlways: true,
+		Cluster: outbox.ClusterConfig{Name: "c", Listen: routeAddr, Routes: []string{"nats-route://" + routeAddr},
+			TLS: outbox.TLSFiles{CertFile: files.Cert, KeyFile: files.Key, CAFile: files.CA}},
+	}, testutil.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	pool := x509.NewCertPool()
+	pem, _ := os.ReadFile(files.CA)
+	pool.AppendCertsFromPEM(pem)
+	handshake := func(certFile, keyFile string) error {
+		c, err := net.DialTimeout("tcp", routeAddr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		// Routes with TLS start with the handshake (the INFO comes
+		// inside it).
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc := tls.Client(c, &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: "127.0.0.1"})
+		if err := tc.Handshake(); err != nil {
+			return err
+		}
+		// TLS 1.3 reports a refused client certificate on the first read.
+		line, err := bufio.NewReader(tc).ReadString('\n')
+		if err == nil && !strings.HasPrefix(line, "INFO") {
+			return fmt.Errorf("the route port said %q", line)
+		}
+		return err
+	}
+	if err := handshake(files.OtherCert, files.OtherKey); err == nil {
+		t.Error("a certificate from another CA was answered, want the connection refused")
+	}
+	if err := handshake(files.Cert, files.Key); err != nil {
+		t.Errorf("the cluster's own certificate: %v", err)
 	}
 }

@@ -39,6 +39,7 @@ data_dir: $DIR/n$i
 log: {level: info, format: json}
 admin: {listen: "127.0.0.1:$((BASE + 5 + i))"}
 outbox: {listen: "127.0.0.1:$((BASE + i - 1))"}
+webhook_allow: [127.0.0.1/32]   # the demo's receiver runs on this machine
 cluster:
   name: demo
   listen: 127.0.0.1:$((BASE + 2 + i))

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,6 +14,7 @@ import (
 	"github.com/courierhq/courier/config"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/testutil"
+	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/registry"
 )
 
@@ -20,10 +22,17 @@ import (
 // all at once: each waits for the others' quorum.
 func startCluster(t *testing.T, sinks string) []*testutil.Node {
 	t.Helper()
+	return startClusterWith(t, "", "", sinks)
+}
+
+// startClusterWith starts three nodes; top is added to each file at the top
+// level, and clusterExtra under cluster:.
+func startClusterWith(t *testing.T, top, clusterExtra, sinks string) []*testutil.Node {
+	t.Helper()
 	routes := []string{testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)}
 	cfgs := make([]*config.File, 3)
 	for i := range cfgs {
-		y := fmt.Sprintf("node_id: n%d\nwebhook_allow: [127.0.0.1/32]\ncluster:\n  name: test\n  listen: %s\n  routes: [%s]\nsinks:\n%s", i+1, routes[i], strings.Join(routes, ", "), sinks)
+		y := fmt.Sprintf("node_id: n%d\nwebhook_allow: [127.0.0.1/32]\n%scluster:\n  name: test\n  listen: %s\n  routes: [%s]\n%ssinks:\n%s", i+1, top, routes[i], strings.Join(routes, ", "), clusterExtra, sinks)
 		cfg, err := config.Parse([]byte(y), func(string) (string, bool) { return "", false })
 		if err != nil {
 			t.Fatalf("config: %v", err)
@@ -117,5 +126,39 @@ func TestClusterReplicatesOutboxAndSinksLive(t *testing.T) {
 	}
 	if err := reg.Set(ctx, "concurrency", "0"); err == nil {
 		t.Fatal("concurrency 0 accepted")
+	}
+}
+
+// TestClusterWithMutualTLSAndAuthDelivers: three nodes whose routes are
+// mutual TLS with a route password, whose client ports are TLS with
+// outbox.auth, form one cluster and deliver what a producer emits.
+func TestClusterWithMutualTLSAndAuthDelivers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	files := testutil.NewTLSFiles(t)
+	tlsYAML := fmt.Sprintf("{cert_file: %s, key_file: %s, ca_file: %s}", files.Cert, files.Key, files.CA)
+	top := "outbox:\n  auth:\n    user: courier\n    password: worker-password-0123\n    producers: [{user: app, password: producer-password-0123}]\n  tls: " + tlsYAML + "\n"
+	clusterExtra := "  auth: {user: route, password: route-password-0123}\n  tls: " + tlsYAML + "\n"
+	rcv := testutil.NewReceiver(t)
+	nodes := startClusterWith(t, top, clusterExtra, sinkYAML("audit", rcv.URL(), ""))
+	creds := outbox.WithCredentials(outbox.Credentials{User: "app", Password: "producer-password-0123", CAFile: files.CA})
+	var ids []string
+	for i, n := range nodes {
+		p := n.Publisher(t, creds)
+		for j := range 10 {
+			ids = append(ids, emit(t, p, event.Envelope{ID: fmt.Sprintf("tls-%d-%d", i, j), Type: "VOLUME_CREATE"}))
+		}
+	}
+	testutil.Eventually(t, 60*time.Second, func() bool {
+		for _, id := range ids {
+			if rcv.Seen(id) == 0 {
+				return false
+			}
+		}
+		return true
+	}, "every event emitted on any node delivered")
+	if _, err := nats.Connect(nodes[0].URL(), nats.RootCAs(files.CA), nats.Timeout(5*time.Second), nats.MaxReconnects(0)); err == nil {
+		t.Error("connected to a node's client port without credentials")
 	}
 }
