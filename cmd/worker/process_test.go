@@ -40,14 +40,23 @@ type workerProc struct {
 	cfg    string
 	cmd    *exec.Cmd
 	stderr *bytes.Buffer
+	stdout *bytes.Buffer
 }
 
 func startWorkerProc(t *testing.T, cfg string) *workerProc {
 	t.Helper()
-	p := &workerProc{t: t, cfg: cfg, stderr: &bytes.Buffer{}}
+	return startWorkerProcEnv(t, cfg)
+}
+
+// startWorkerProcEnv starts the worker with env (NAME=value) added to the
+// test's environment; read stdout and stderr once it has exited.
+func startWorkerProcEnv(t *testing.T, cfg string, env ...string) *workerProc {
+	t.Helper()
+	p := &workerProc{t: t, cfg: cfg, stderr: &bytes.Buffer{}, stdout: &bytes.Buffer{}}
 	p.cmd = exec.Command(os.Args[0], "run", "--config", cfg)
-	p.cmd.Env = append(os.Environ(), "COURIER_TEST_BE_WORKER=1")
+	p.cmd.Env = append(append(os.Environ(), "COURIER_TEST_BE_WORKER=1"), env...)
 	p.cmd.Stderr = p.stderr
+	p.cmd.Stdout = p.stdout
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start worker: %v", err)
 	}
