@@ -28,9 +28,9 @@ type sizeRange struct {
 
 func (f *File) checkRanges() error {
 	for _, r := range []durationRange{
-		{"outbox.max_age", f.Outbox.MaxAge, time.Minute, century},
+		{"outbox.max_age", f.Outbox.MaxAge, time.Second, century},
 		{"outbox.duplicate_window", f.Outbox.DuplicateWindow, time.Second, century},
-		{"outbox.dead_letter_max_age", f.Outbox.DeadLetterMaxAge, time.Minute, century},
+		{"outbox.dead_letter_max_age", f.Outbox.DeadLetterMaxAge, time.Second, century},
 		{"shutdown_timeout", f.ShutdownTimeout, time.Second, time.Hour},
 		{"event_log.max_lag", f.EventLog.MaxLag, time.Minute, century},
 		{"ingest.timeout", f.Ingest.Timeout, time.Second, time.Hour},
