@@ -127,16 +127,13 @@ type Admin struct {
 func (a Admin) Accounts() (map[string]string, error) {
 	out := make(map[string]string, len(a.AccountTokens))
 	for account, v := range a.AccountTokens {
-		token := v
+		value, file := v, ""
 		if path, ok := strings.CutPrefix(v, "file:"); ok {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return nil, fmt.Errorf("admin.account_tokens.%s: %w", account, err)
-			}
-			token = strings.TrimSpace(string(b))
+			value, file = "", path
 		}
-		if len(token) < 16 {
-			return nil, fmt.Errorf("admin.account_tokens.%s is shorter than 16 characters: use a long random token (openssl rand -hex 32)", account)
+		token, err := readToken("admin.account_tokens."+account, value, file)
+		if err != nil {
+			return nil, err
 		}
 		if other, dup := out[token]; dup {
 			return nil, fmt.Errorf("admin.account_tokens: accounts %s and %s share a token", other, account)
@@ -144,6 +141,22 @@ func (a Admin) Accounts() (map[string]string, error) {
 		out[token] = account
 	}
 	return out, nil
+}
+
+// readToken is a token given as its value or in a file, at least 16
+// characters long; setting names it in errors (never the token).
+func readToken(setting, value, file string) (string, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", setting, err)
+		}
+		value = strings.TrimSpace(string(b))
+	}
+	if len(value) < 16 {
+		return "", fmt.Errorf("%s is shorter than 16 characters: use a long random token (openssl rand -hex 32)", setting)
+	}
+	return value, nil
 }
 
 // APIToken is the admin API's token ("" when the API is off).

@@ -3,8 +3,6 @@ package config
 import (
 	"fmt"
 	"net"
-	"os"
-	"strings"
 	"time"
 )
 
@@ -79,19 +77,12 @@ func (i Ingest) TokenAccounts() (map[string]string, error) {
 	out := make(map[string]string, len(i.Tokens))
 	for n, t := range i.Tokens {
 		setting := fmt.Sprintf("ingest.tokens[%d]", n)
-		token := t.Token
-		switch {
-		case t.Token != "" && t.TokenFile != "":
+		if t.Token != "" && t.TokenFile != "" {
 			return nil, fmt.Errorf("%s: token and token_file exclude each other", setting)
-		case t.TokenFile != "":
-			b, err := os.ReadFile(t.TokenFile)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", setting, err)
-			}
-			token = strings.TrimSpace(string(b))
 		}
-		if len(token) < 16 {
-			return nil, fmt.Errorf("%s: the token is shorter than 16 characters: use a long random token (openssl rand -hex 32)", setting)
+		token, err := readToken(setting, t.Token, t.TokenFile)
+		if err != nil {
+			return nil, err
 		}
 		if _, dup := out[token]; dup {
 			return nil, fmt.Errorf("%s: the same token is given twice", setting)

@@ -18,7 +18,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
-	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/testutil"
 	"github.com/courierhq/courier/outbox"
@@ -33,37 +32,10 @@ var (
 // producer and an nkey producer, with TLS when files are given.
 func startAuthOutbox(t *testing.T, tlsFiles outbox.TLSFiles, extra ...outbox.AuthUser) *outbox.Server {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	self := worker
 	self.CAFile = tlsFiles.CAFile
 	users := append([]outbox.AuthUser{{User: worker.User, Password: worker.Password}, producer}, extra...)
-	srv, err := outbox.StartServer(ctx, outbox.ServerConfig{
-		Name: "auth", Listen: "127.0.0.1:0", DataDir: t.TempDir(), SyncAlways: true,
-		Users: users, Self: self, TLS: tlsFiles,
-	}, testutil.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.InProcessConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	if err := outbox.EnsureStreams(ctx, js, outbox.Limits{Duplicates: time.Minute}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := delivery.EnsureConsumer(ctx, js, "probe", time.Minute, 1000); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := outbox.EnsureBucket(ctx, js, outbox.BucketSinks, "sinks", 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(ctx); err != nil {
-		t.Fatal(err)
-	}
+	srv, _ := testutil.StartAuthOutbox(t, users, self, tlsFiles)
 	return srv
 }
 

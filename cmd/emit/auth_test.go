@@ -1,16 +1,11 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/internal/testutil"
 	"github.com/courierhq/courier/outbox"
 )
@@ -20,33 +15,9 @@ import (
 // $COURIER_CREDS, and --tls-ca verifies its TLS certificate.
 func TestEmitPresentsCredentials(t *testing.T) {
 	files := testutil.NewTLSFiles(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	worker := outbox.Credentials{User: "courier", Password: "worker-password-0123", CAFile: files.CA}
-	srv, err := outbox.StartServer(ctx, outbox.ServerConfig{
-		Name: "emit-auth", Listen: "127.0.0.1:0", DataDir: t.TempDir(), SyncAlways: true,
-		Users: []outbox.AuthUser{{User: worker.User, Password: worker.Password}, {User: "app", Password: "producer-password-0123", Producer: true}},
-		Self:  worker, TLS: outbox.TLSFiles{CertFile: files.Cert, KeyFile: files.Key},
-	}, testutil.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.InProcessConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	if err := outbox.EnsureStreams(ctx, js, outbox.Limits{Duplicates: time.Minute}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := delivery.EnsureConsumer(ctx, js, "probe", time.Minute, 1000); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(ctx); err != nil {
-		t.Fatal(err)
-	}
+	users := []outbox.AuthUser{{User: worker.User, Password: worker.Password}, {User: "app", Password: "producer-password-0123", Producer: true}}
+	srv, js := testutil.StartAuthOutbox(t, users, worker, outbox.TLSFiles{CertFile: files.Cert, KeyFile: files.Key})
 	creds := filepath.Join(t.TempDir(), "producer.creds")
 	if err := os.WriteFile(creds, []byte("app:producer-password-0123\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/courierhq/courier/config"
+	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/worker"
@@ -379,4 +380,42 @@ func StoredEnvelopes(t testing.TB, js jetstream.JetStream) []event.Envelope {
 		out = append(out, e)
 	}
 	return out
+}
+
+// StartAuthOutbox starts an embedded outbox (fsync before every
+// acknowledgement) that admits only users, connecting itself as self,
+// with TLS on its client port when tlsFiles has a certificate; it sets up
+// the outbox streams, a consumer that keeps events, and the sinks bucket,
+// then opens the client port.
+func StartAuthOutbox(t testing.TB, users []outbox.AuthUser, self outbox.Credentials, tlsFiles outbox.TLSFiles) (*outbox.Server, jetstream.JetStream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srv, err := outbox.StartServer(ctx, outbox.ServerConfig{
+		Name: "auth", Listen: "127.0.0.1:0", DataDir: t.TempDir(), SyncAlways: true,
+		Users: users, Self: self, TLS: tlsFiles,
+	}, Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.InProcessConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	if err := outbox.EnsureStreams(ctx, js, outbox.Limits{Duplicates: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := delivery.EnsureConsumer(ctx, js, "probe", time.Minute, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := outbox.EnsureBucket(ctx, js, outbox.BucketSinks, "sinks", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return srv, js
 }
