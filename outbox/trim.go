@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -52,8 +53,11 @@ func Trim(ctx context.Context, js jetstream.JetStream, bound LogBound) (TrimResu
 		floor uint64
 		found bool
 	)
-	consumers := stream.ListConsumers(ctx)
-	for info := range consumers.Info() {
+	infos, err := consumerInfos(ctx, stream)
+	if err != nil {
+		return res, err
+	}
+	for _, info := range infos {
 		f := info.AckFloor.Stream
 		if isLogConsumer(info.Name) && f+1 >= state.FirstSeq && f < state.LastSeq && tooFarBehind(ctx, stream, state, f, bound) {
 			res.Behind = append(res.Behind, info.Name)
@@ -63,9 +67,6 @@ func Trim(ctx context.Context, js jetstream.JetStream, bound LogBound) (TrimResu
 			floor, found = f, true
 		}
 	}
-	if err := consumers.Err(); err != nil {
-		return res, fmt.Errorf("list consumers of %s: %w", StreamEvents, err)
-	}
 	if !found || floor < state.FirstSeq {
 		return res, nil
 	}
@@ -74,6 +75,32 @@ func Trim(ctx context.Context, js jetstream.JetStream, bound LogBound) (TrimResu
 	}
 	res.Trimmed = floor + 1 - state.FirstSeq
 	return res, nil
+}
+
+// consumerInfos reads every consumer of stream, or fails. It does not use
+// the consumer list API: in a cluster whose node is down or electing, the
+// server leaves out of that list the consumers whose leader did not answer
+// in time ("Did not receive all consumer info results"), nats.go does not
+// say so, and a trim without them removed events a restarted node's log
+// had not read yet. The names come from the cluster's assignments, which
+// are complete; each consumer's state is then asked for on its own.
+func consumerInfos(ctx context.Context, stream jetstream.Stream) ([]*jetstream.ConsumerInfo, error) {
+	names := stream.ConsumerNames(ctx)
+	var infos []*jetstream.ConsumerInfo
+	for name := range names.Name() {
+		c, err := stream.Consumer(ctx, name)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			continue // removed since it was listed
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read consumer %s of %s: %w", name, StreamEvents, mapAPIError(err))
+		}
+		infos = append(infos, c.CachedInfo())
+	}
+	if err := names.Err(); err != nil {
+		return nil, fmt.Errorf("list consumers of %s: %w", StreamEvents, err)
+	}
+	return infos, nil
 }
 
 // tooFarBehind tells whether a log consumer whose floor is floor is past
