@@ -66,6 +66,8 @@ outbox:
   sync: always
 %s
 event_log: {enabled: %t}
+# The receivers run on this machine.
+webhook_allow: [127.0.0.0/8]
 sinks:
   - name: %s
     %s
