@@ -163,11 +163,54 @@ func (s *Store) Get(ctx context.Context, id, account string) (Event, []Attempt, 
 // Attempts returns every logged attempt of one event, on every sink and
 // node, oldest first.
 func (s *Store) Attempts(ctx context.Context, id string) ([]Attempt, error) {
-	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT batch, idx, event_id, sink, attempt, outcome, status, duration_us, error, response, node, at
+	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT `+attemptColumns+`
 		FROM attempts WHERE event_id = ? ORDER BY at, batch, idx`), id)
 	if err != nil {
 		return nil, fmt.Errorf("event log: attempts of %s: %w", id, err)
 	}
+	return scanAttempts(rows)
+}
+
+// SinkAttempts returns a sink's latest attempts, on every node, newest
+// first: what a sink's page in the console shows.
+func (s *Store) SinkAttempts(ctx context.Context, sink string, limit int) ([]Attempt, error) {
+	if limit <= 0 || limit > MaxPageSize {
+		limit = DefaultPageSize
+	}
+	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT `+attemptColumns+`
+		FROM attempts WHERE sink = ? ORDER BY at DESC, batch DESC, idx DESC LIMIT ?`), sink, limit)
+	if err != nil {
+		return nil, fmt.Errorf("event log: attempts of sink %s: %w", sink, err)
+	}
+	return scanAttempts(rows)
+}
+
+// Outcomes counts the attempts made since a time, per sink and outcome
+// (delivered, retried, dead_lettered): the rates the console shows.
+func (s *Store) Outcomes(ctx context.Context, since time.Time) (map[string]map[string]int64, error) {
+	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT sink, outcome, COUNT(*) FROM attempts WHERE at >= ? GROUP BY sink, outcome`), micros(since))
+	if err != nil {
+		return nil, fmt.Errorf("event log: outcomes: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]map[string]int64{}
+	for rows.Next() {
+		var sink, outcome string
+		var n int64
+		if err := rows.Scan(&sink, &outcome, &n); err != nil {
+			return nil, fmt.Errorf("event log: read outcomes: %w", err)
+		}
+		if out[sink] == nil {
+			out[sink] = map[string]int64{}
+		}
+		out[sink][outcome] = n
+	}
+	return out, rows.Err()
+}
+
+const attemptColumns = `batch, idx, event_id, sink, attempt, outcome, status, duration_us, error, response, node, at`
+
+func scanAttempts(rows *sql.Rows) ([]Attempt, error) {
 	defer rows.Close()
 	var out []Attempt
 	for rows.Next() {

@@ -401,3 +401,40 @@ func TestAddManyInChunks(t *testing.T) {
 		}
 	})
 }
+
+func TestSinkAttemptsAndOutcomes(t *testing.T) {
+	backends(t, func(t *testing.T, s *eventlog.Store) {
+		ctx := context.Background()
+		var as []eventlog.Attempt
+		for i := range 5 {
+			as = append(as, eventlog.Attempt{Batch: 1, Index: i, Attempt: event.Attempt{EventID: fmt.Sprint("h", i), Sink: "hook", Number: 1, Outcome: "delivered", Status: 200, At: base.Add(time.Duration(i) * time.Second)}})
+		}
+		as = append(as,
+			eventlog.Attempt{Batch: 2, Index: 0, Attempt: event.Attempt{EventID: "b0", Sink: "bus", Number: 1, Outcome: "retried", At: base.Add(10 * time.Second)}},
+			eventlog.Attempt{Batch: 2, Index: 1, Attempt: event.Attempt{EventID: "b0", Sink: "bus", Number: 2, Outcome: "dead_lettered", At: base.Add(11 * time.Second)}},
+			eventlog.Attempt{Batch: 2, Index: 2, Attempt: event.Attempt{EventID: "old", Sink: "bus", Number: 1, Outcome: "retried", At: base.Add(-time.Hour)}},
+		)
+		if _, err := s.AddAttempts(ctx, as); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.SinkAttempts(ctx, "hook", 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var order []string
+		for _, a := range got {
+			order = append(order, a.EventID)
+		}
+		if want := []string{"h4", "h3", "h2"}; !slices.Equal(order, want) {
+			t.Errorf("latest attempts of hook: %v, want %v", order, want)
+		}
+		out, err := s.Outcomes(ctx, base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]map[string]int64{"hook": {"delivered": 5}, "bus": {"retried": 1, "dead_lettered": 1}}
+		if fmt.Sprint(out) != fmt.Sprint(want) {
+			t.Errorf("outcomes since base: %v, want %v", out, want)
+		}
+	})
+}
