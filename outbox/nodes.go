@@ -25,6 +25,8 @@ type NodeInfo struct {
 	Stopped   bool              `json:"stopped,omitempty"` // stopped cleanly
 	Sinks     []string          `json:"sinks,omitempty"`
 	LastError map[string]string `json:"last_error,omitempty"` // by sink
+	// CircuitOpen names the sinks whose circuit breaker is open on the node.
+	CircuitOpen []string `json:"circuit_open,omitempty"`
 	// EventLogLag is how many outbox events the node's event log has yet
 	// to log; nil when the node keeps no log.
 	EventLogLag *int64 `json:"event_log_lag,omitempty"`

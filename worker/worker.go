@@ -279,9 +279,13 @@ func (w *Worker) beat(ctx context.Context, stopped bool) {
 		if e := r.loop.LastError(); e != "" {
 			info.LastError[name] = e
 		}
+		if r.loop.Stats().CircuitOpen.Load() {
+			info.CircuitOpen = append(info.CircuitOpen, name)
+		}
 	}
 	w.mu.Unlock()
 	slices.Sort(info.Sinks)
+	slices.Sort(info.CircuitOpen)
 	if w.elog != nil {
 		w.updateEventLogLag(ctx)
 		lag := w.elog.lag.Load()

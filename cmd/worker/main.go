@@ -20,15 +20,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/courierhq/courier/config"
-	"github.com/courierhq/courier/delivery"
-	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/dirlock"
 	"github.com/courierhq/courier/internal/httpserve"
 	"github.com/courierhq/courier/internal/netguard"
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/registry"
-	"github.com/courierhq/courier/retry"
 	"github.com/courierhq/courier/worker"
 )
 
@@ -284,28 +281,15 @@ func sinksTestCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	name := sc.Name
-	sink, err := worker.BuildSink(*sc, version, nil, netguard.NewGuard(policy))
-	if err != nil {
-		return err
-	}
-	defer sink.Close(ctx)
-	ev := event.Envelope{Type: "COURIER_TEST", Source: "courier-worker", Data: json.RawMessage(`{"message":"test event from worker sinks test"}`)}
-	if err := ev.Complete(cfg.NodeID); err != nil {
-		return err
-	}
-	start := time.Now()
-	err = sink.Send(ctx, &ev)
-	took := time.Since(start).Round(time.Millisecond)
+	res := worker.SendTestEvent(ctx, *sc, cfg.NodeID, version, netguard.NewGuard(policy))
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tSINK\tRESULT")
-	if err != nil {
-		ce := retry.Classify(err)
-		fmt.Fprintf(tw, "%s\t%s\tFAILED (%s, %s): %v\n", cfg.NodeID, name, ce.Kind, took, err)
+	if res.Err != nil {
+		fmt.Fprintf(tw, "%s\t%s\tFAILED (%s, %s): %v\n", cfg.NodeID, sc.Name, res.Kind, res.Took, res.Err)
 		_ = tw.Flush()
-		return fmt.Errorf("sink %s did not accept the test event", name)
+		return fmt.Errorf("sink %s did not accept the test event", sc.Name)
 	}
-	fmt.Fprintf(tw, "%s\t%s\tOK (%s, event %s)\n", cfg.NodeID, name, took, ev.ID)
+	fmt.Fprintf(tw, "%s\t%s\tOK (%s, event %s)\n", cfg.NodeID, sc.Name, res.Took, res.EventID)
 	return tw.Flush()
 }
 
@@ -495,16 +479,6 @@ func sinksStateCmd(ctx context.Context, disable bool, args []string, stdout io.W
 	return nil
 }
 
-// sinkStatus is one row of worker status's sink table.
-type sinkStatus struct {
-	Sink        string `json:"sink"`
-	State       string `json:"state"`
-	Pending     uint64 `json:"pending"`
-	InFlight    int    `json:"in_flight"`
-	DeadLetters uint64 `json:"dead_letters"`
-	LastError   string `json:"last_error,omitempty"`
-}
-
 // statusCmd prints, like gluster-eventsapi status, every node with whether
 // it is up, and every configured sink's backlog.
 func statusCmd(ctx context.Context, args []string, stdout io.Writer) error {
@@ -526,30 +500,11 @@ func statusCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	states, err := outbox.OpenSinkStates(ctx, js)
+	sinks, err := worker.SinkStatuses(ctx, js, definedSinks(ctx, cfg, js), list)
 	if err != nil {
 		return err
 	}
-	dlq := outbox.NewDeadLetters(js)
 	now := time.Now()
-	var sinks []sinkStatus
-	for _, name := range definedSinks(ctx, cfg, js) {
-		sc := struct{ Name string }{name}
-		row := sinkStatus{Sink: sc.Name, State: "enabled"}
-		if st, err := states.Get(ctx, sc.Name); err == nil && st.Disabled {
-			row.State = "disabled: " + st.Reason
-		}
-		if c, err := js.Consumer(ctx, outbox.StreamEvents, delivery.ConsumerName(sc.Name)); err == nil {
-			row.Pending, row.InFlight = c.CachedInfo().NumPending, c.CachedInfo().NumAckPending
-		}
-		row.DeadLetters, _ = dlq.Count(ctx, sc.Name)
-		for _, n := range list {
-			if e := n.LastError[sc.Name]; e > row.LastError { // RFC 3339 prefix: latest wins
-				row.LastError = e
-			}
-		}
-		sinks = append(sinks, row)
-	}
 	within := 3 * worker.HeartbeatInterval
 	if *asJSON {
 		type nodeStatus struct {
