@@ -120,6 +120,11 @@ type Admin struct {
 	AccountTokens map[string]string `yaml:"account_tokens"`
 	// TLS serves the admin endpoint over HTTPS.
 	TLS ServerTLS `yaml:"tls"`
+	// TraceURL links an event on the console to its trace: a URL with
+	// {event_id} in it, for example Jaeger's search by the delivery spans'
+	// messaging.message.id attribute
+	// (http://jaeger:16686/search?service=courier-worker&tags=%7B%22messaging.message.id%22%3A%22{event_id}%22%7D).
+	TraceURL string `yaml:"trace_url"`
 }
 
 // Accounts returns the account tokens, read from their files, as a map
@@ -823,6 +828,12 @@ func (f *File) Validate() error {
 	}
 	if err := f.Ingest.validate(f.Outbox.MaxEventSize); err != nil {
 		return err
+	}
+	if t := f.Admin.TraceURL; t != "" {
+		u, err := url.Parse(strings.ReplaceAll(t, "{event_id}", "x"))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.Contains(t, "{event_id}") {
+			return fmt.Errorf("admin.trace_url %q: want an http or https URL with {event_id} where the event's id goes", t)
+		}
 	}
 	if err := f.Admin.TLS.validate("admin.tls"); err != nil {
 		return err

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the real services Courier's tests talk to are running:
 # RabbitMQ at 127.0.0.1:5672 (guest/guest) and PostgreSQL at 127.0.0.1:5432
-# (trust auth, database "test"). Starts each when installed but stopped;
+# (trust auth, database "test"), and Debian's Chromium for the console's
+# browser tests. Starts each when installed but stopped;
 # installs it from Debian's packages when missing (needs root). Exits
 # non-zero when it cannot: in CI a missing service is a failure.
 set -euo pipefail
@@ -65,5 +66,16 @@ postgres() {
 	fi
 }
 
+# The console's tests drive a real browser: Debian's chromium (the tests
+# find it on PATH, or at $COURIER_CHROMIUM).
+chromium_browser() {
+	if [ -n "${COURIER_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1; then
+		echo "services: chromium is installed"
+		return
+	fi
+	install chromium
+}
+
 rabbitmq
 postgres
+chromium_browser

@@ -109,7 +109,7 @@ func (w *Worker) registerGauges(dlq *outbox.DeadLetters) error {
 
 // AdminHandler serves /metrics, /healthz (the process answers), /readyz
 // (the outbox is reachable and every sink's consumer is bound) and, with a
-// token, the admin API under /v1/.
+// token, the admin API under /v1/ and the web console at /.
 func (w *Worker) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	if w.tel != nil {
@@ -122,6 +122,7 @@ func (w *Worker) AdminHandler() http.Handler {
 	events := eventlog.Handler(w.EventLogDo, w.authenticate)
 	mux.Handle("/v1/events", events)
 	mux.Handle("/v1/events/", events)
+	mux.Handle("/", w.consoleHandler())
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(rw, "ok")
 	})
@@ -136,25 +137,38 @@ func (w *Worker) AdminHandler() http.Handler {
 }
 
 // authenticate admits the admin token to every event and an account token
-// to its account's events. Tokens are compared in constant time, each one.
+// to its account's events.
 func (w *Worker) authenticate(r *http.Request) (eventlog.Caller, int, string, bool) {
-	if w.apiToken == "" && len(w.accounts) == 0 {
-		return eventlog.Caller{}, http.StatusForbidden, "the admin API is off: set admin.token or admin.token_file (or admin.account_tokens) in the worker's configuration", false
+	if !w.adminOn() {
+		return eventlog.Caller{}, http.StatusForbidden, adminOff, false
 	}
-	got, ok := bearer.FromRequest(r)
-	if ok && bearer.Equal(got, w.apiToken) {
-		return eventlog.Caller{}, 0, "", true
-	}
-	account := ""
-	for token, name := range w.accounts {
-		if ok && bearer.Equal(got, token) {
-			account = name
-		}
-	}
-	if account == "" {
+	got, _ := bearer.FromRequest(r)
+	account, ok := w.callerOf(got)
+	if !ok {
 		return eventlog.Caller{}, http.StatusUnauthorized, "missing or wrong bearer token", false
 	}
 	return eventlog.Caller{Account: account}, 0, "", true
+}
+
+const adminOff = "the admin API is off: set admin.token or admin.token_file (or admin.account_tokens) in the worker's configuration"
+
+func (w *Worker) adminOn() bool { return w.apiToken != "" || len(w.accounts) > 0 }
+
+// callerOf tells whose token this is: the admin's (account "") or an
+// account's. Tokens are compared in constant time, each one.
+func (w *Worker) callerOf(token string) (account string, ok bool) {
+	if token == "" {
+		return "", false
+	}
+	if bearer.Equal(token, w.apiToken) {
+		return "", true
+	}
+	for t, name := range w.accounts {
+		if bearer.Equal(token, t) {
+			account, ok = name, true
+		}
+	}
+	return account, ok
 }
 
 func boolInt(b bool) int64 {
