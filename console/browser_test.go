@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/outbox"
 )
 
@@ -219,6 +220,11 @@ func TestConsoleInABrowser(t *testing.T) {
 	waitText(t, ctx, ".flash", "replayed 2 dead letters to sink hook")
 	s.deadLetters(t, 0)
 	s.logged(t, bad)
+	for _, id := range bad {
+		if s.rcv.Seen(id) != 2 {
+			t.Errorf("the receiver got dead letter %s %d times, want 2 (refused, then replayed)", id, s.rcv.Seen(id))
+		}
+	}
 
 	// The event log: search, open one, follow its trace link, archive it.
 	run(t, ctx, "search the log", chromedp.Navigate(s.url+"/events"), chromedp.WaitVisible(chromedp.CSS("#events")),
@@ -264,12 +270,31 @@ func TestConsoleInABrowser(t *testing.T) {
 	run(t, ctx, "reset concurrency", chromedp.Click(chromedp.CSS(`tr[data-setting="concurrency"] form[action$="/reset"] button`)))
 	waitText(t, ctx, ".flash", "concurrency reset")
 
+	// What an event carries is shown as text: markup in it runs nothing.
+	hostile, err := s.pub.Emit(t.Context(), event.Envelope{Type: "VM.START", Account: "acme",
+		Description: `<img src=x onerror="window.pwned='description'"><script>window.pwned='description'</script>`,
+		Data:        []byte(`{"html":"<script>window.pwned='data'</script><img src=x onerror=\"window.pwned='data'\">"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.logged(t, []string{hostile})
+	for _, p := range []string{"/events?type=VM.START", "/events/" + hostile} {
+		run(t, ctx, "open "+p, chromedp.Navigate(s.url+p), chromedp.WaitVisible(chromedp.CSS("main h1")))
+		pwned, err := chromedp.Run(ctx, chromedp.Evaluate[string](`String(window.pwned)`))
+		if err != nil || pwned != "undefined" {
+			t.Errorf("%s ran the event's markup: window.pwned = %q, %v", p, pwned, err)
+		}
+		if got := text(t, ctx, "main"); !strings.Contains(got, "<img src=x onerror=") {
+			t.Errorf("%s does not show the markup as text: %q", p, got)
+		}
+	}
+
 	// Sign out; an account sees its own events only.
 	run(t, ctx, "sign out", chromedp.Click(chromedp.CSS(".who button")), chromedp.WaitVisible(chromedp.CSS("#token")))
 	run(t, ctx, "sign in as acme",
 		chromedp.SendKeys(chromedp.CSS("#token"), acmeToken), chromedp.Submit(chromedp.CSS("#token")),
 		chromedp.WaitVisible(chromedp.CSS("#events")))
-	if got := text(t, ctx, "#events tbody"); strings.Contains(got, "BAD") || strings.Count(got, "VOLUME_CREATE") != 4 {
+	if got := text(t, ctx, "#events tbody"); strings.Contains(got, "BAD") || strings.Count(got, "VOLUME_CREATE") != 4 || !strings.Contains(got, "VM.START") {
 		t.Errorf("acme's events: %q", got)
 	}
 	if got := text(t, ctx, "header nav"); strings.Contains(got, "Settings") || strings.Contains(got, "Overview") {

@@ -154,6 +154,8 @@ type page struct {
 	CSRF    string
 	Flash   string
 	Error   string
+	// Field is the form field Error is about, shown next to it.
+	Field   string
 	Version string
 	Data    any
 }
@@ -161,7 +163,7 @@ type page struct {
 func (c *Console) render(r *request, status int, name, title string, data any) {
 	p := page{Title: title, Nav: name, Caller: r.caller, CSRF: r.sess.csrf, Version: c.opts.Version, Data: data}
 	if q := r.URL.Query(); signed(r.sess.csrf, q.Get("done")+"\x00"+q.Get("failed"), q.Get("sig")) {
-		p.Flash, p.Error = q.Get("done"), q.Get("failed")
+		p.Flash, p.Error, p.Field = q.Get("done"), q.Get("failed"), q.Get("field")
 	}
 	c.write(r.w, status, name, p)
 }

@@ -119,8 +119,9 @@ func TestSignInSessionAndForms(t *testing.T) {
 	}
 	csrf := c.csrf("/settings")
 	resp, _ = c.do("POST", "/settings/concurrency", url.Values{"csrf": {csrf}, "value": {"5000"}})
-	if _, body := c.do("GET", resp.Header.Get("Location"), nil); !strings.Contains(body, "want a whole number from 1 to 4096") {
-		t.Errorf("a bad setting does not say why:\n%s", body)
+	_, body = c.do("GET", resp.Header.Get("Location"), nil)
+	if !regexp.MustCompile(`(?s)data-setting="concurrency">.*value="16".*field-error[^>]*>[^<]*want a whole number from 1 to 4096`).MatchString(body) {
+		t.Errorf("a bad setting does not say why next to its field:\n%s", body)
 	}
 
 	// After sign-in the console keeps to its own pages.

@@ -310,10 +310,7 @@ func (c *Console) setSetting(r *request) {
 	name := r.PathValue("name")
 	value := strings.TrimSpace(r.PostForm.Get("value"))
 	err := c.b.SetSetting(r.Context(), name, value)
-	if err != nil {
-		err = fmt.Errorf("%s: %w", name, err)
-	}
-	c.done(r, "/settings", name+" set to "+value+" on every node", err)
+	c.done(r, "/settings?"+url.Values{"field": {name}}.Encode(), name+" set to "+value+" on every node", err)
 }
 
 func (c *Console) resetSetting(r *request) {
