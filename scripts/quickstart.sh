@@ -12,6 +12,8 @@ export QUICKSTART_RECEIVER_PORT="${QUICKSTART_RECEIVER_PORT:-9000}"
 export QUICKSTART_ADMIN_PORT="${QUICKSTART_ADMIN_PORT:-9464}"
 export QUICKSTART_INGEST_PORT="${QUICKSTART_INGEST_PORT:-8080}"
 export QUICKSTART_TOKEN="quickstart-token"
+# The console's sign-in token (and the admin API's): random unless given.
+export QUICKSTART_ADMIN_TOKEN="${QUICKSTART_ADMIN_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
 export COURIER_URL="nats://127.0.0.1:${QUICKSTART_OUTBOX_PORT}"
 # A spool of its own: emit would otherwise send events waiting in your real
 # one (~/.local/state/courier/spool) to this throwaway outbox.
@@ -88,6 +90,20 @@ bin/worker events list --config "$CONFIG" --type 'VOLUME_*' --since 1h
 
 echo "== dead letters of the sink (none expected):"
 bin/worker dlq list --config "$CONFIG" --sink gluster-webhook
+
+CONSOLE="http://127.0.0.1:$QUICKSTART_ADMIN_PORT/"
+if command -v curl >/dev/null 2>&1; then
+	echo "== the web console ($CONSOLE): signed in, its overview lists"
+	jar="$QUICKSTART_DIR/console.cookies"
+	curl -fsS -o /dev/null -c "$jar" --data-urlencode "token=$QUICKSTART_ADMIN_TOKEN" "${CONSOLE}login"
+	curl -fsS -b "$jar" "${CONSOLE}overview" | grep -oE 'data-(node|sink)="[^"]+"' | sed 's/^data-/  /'
+fi
+if [ -n "${QUICKSTART_KEEP:-}" ]; then
+	echo "== the worker keeps running: open $CONSOLE and sign in with the token $QUICKSTART_ADMIN_TOKEN; Ctrl-C stops it"
+	wait "$worker_pid" || true
+	exit 0
+fi
+echo "   (QUICKSTART_KEEP=1 make run keeps the worker running to open the console in a browser)"
 
 echo "== stopping the worker (SIGTERM: in-flight deliveries finish first)"
 kill -TERM "$worker_pid"
