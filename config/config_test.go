@@ -271,6 +271,16 @@ func TestParseRejectsInvalidConfigs(t *testing.T) {
 			want: []string{"ingest.listen", "ingest.tokens", "add a token"},
 		},
 		{
+			name: "admin.trace_url without the event id",
+			in:   "admin:\n  trace_url: http://jaeger:16686/search\n",
+			want: []string{"admin.trace_url", "{event_id}"},
+		},
+		{
+			name: "admin.trace_url not http",
+			in:   "admin:\n  trace_url: \"javascript:alert({event_id})\"\n",
+			want: []string{"admin.trace_url", "http or https"},
+		},
+		{
 			name: "ingest token too short",
 			in:   "ingest:\n  listen: 127.0.0.1:8080\n  tokens: [{token: abc}]\n",
 			want: []string{"ingest.tokens[0]", "shorter than 16"},
