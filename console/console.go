@@ -148,12 +148,12 @@ func (c *Console) authed(adminOnly bool, fn func(*request)) http.HandlerFunc {
 
 // page is what every template gets.
 type page struct {
-	Title   string
-	Nav     string
-	Caller  Caller
-	CSRF    string
-	Flash   string
-	Error   string
+	Title  string
+	Nav    string
+	Caller Caller
+	CSRF   string
+	Flash  string
+	Error  string
 	// Field is the form field Error is about, shown next to it.
 	Field   string
 	Version string
