@@ -121,9 +121,8 @@ type Admin struct {
 	// TLS serves the admin endpoint over HTTPS.
 	TLS ServerTLS `yaml:"tls"`
 	// TraceURL links an event on the console to its trace: a URL with
-	// {event_id} in it, for example Jaeger's search by the delivery spans'
-	// messaging.message.id attribute
-	// (http://jaeger:16686/search?service=courier-worker&tags=%7B%22messaging.message.id%22%3A%22{event_id}%22%7D).
+	// {trace_id} (the trace the event's emit started, for example
+	// http://jaeger:16686/trace/{trace_id}) or {event_id} in it.
 	TraceURL string `yaml:"trace_url"`
 }
 
@@ -830,9 +829,9 @@ func (f *File) Validate() error {
 		return err
 	}
 	if t := f.Admin.TraceURL; t != "" {
-		u, err := url.Parse(strings.ReplaceAll(t, "{event_id}", "x"))
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.Contains(t, "{event_id}") {
-			return fmt.Errorf("admin.trace_url %q: want an http or https URL with {event_id} where the event's id goes", t)
+		u, err := url.Parse(strings.NewReplacer("{event_id}", "x", "{trace_id}", "x").Replace(t))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.Contains(t, "{event_id}") && !strings.Contains(t, "{trace_id}") {
+			return fmt.Errorf("admin.trace_url %q: want an http or https URL with {trace_id} or {event_id} where the trace's or the event's id goes", t)
 		}
 	}
 	if err := f.Admin.TLS.validate("admin.tls"); err != nil {

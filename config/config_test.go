@@ -271,9 +271,9 @@ func TestParseRejectsInvalidConfigs(t *testing.T) {
 			want: []string{"ingest.listen", "ingest.tokens", "add a token"},
 		},
 		{
-			name: "admin.trace_url without the event id",
+			name: "admin.trace_url without an id",
 			in:   "admin:\n  trace_url: http://jaeger:16686/search\n",
-			want: []string{"admin.trace_url", "{event_id}"},
+			want: []string{"admin.trace_url", "{trace_id}"},
 		},
 		{
 			name: "admin.trace_url not http",

@@ -247,8 +247,8 @@ func TestConsoleInABrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if href := link.Value; href != traceURLBase+bad[0] {
-		t.Errorf("trace link %q, want %q", href, traceURLBase+bad[0])
+	if want := traceURLBase + traced.TraceID().String() + "?event=" + bad[0]; link.Value != want {
+		t.Errorf("trace link %q, want %q", link.Value, want)
 	}
 	screenshot(t, ctx, "console-event")
 	run(t, ctx, "archive one", chromedp.Navigate(s.url+"/events?type=VOLUME_CREATE"), chromedp.WaitVisible(chromedp.CSS("#events")),

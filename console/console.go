@@ -22,8 +22,8 @@ type Options struct {
 	// Secure marks the session cookie Secure: set it when the console is
 	// served over TLS (admin.tls).
 	Secure bool
-	// TraceURL links an event to its trace, with {event_id} replaced
-	// (admin.trace_url, for example a Jaeger search by the event id tag).
+	// TraceURL links an event to its trace, with {trace_id} and
+	// {event_id} replaced (admin.trace_url).
 	TraceURL string
 	Version  string
 	Log      *slog.Logger

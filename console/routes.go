@@ -271,10 +271,17 @@ func (c *Console) eventPage(r *request) {
 		return
 	}
 	v := eventView{Event: *resp.Event, Attempts: resp.Attempts}
-	if c.opts.TraceURL != "" {
-		v.TraceURL = strings.ReplaceAll(c.opts.TraceURL, "{event_id}", url.QueryEscape(resp.Event.ID))
-	}
+	v.TraceURL = traceLink(c.opts.TraceURL, resp.Event)
 	c.render(r, http.StatusOK, "event", "Event "+resp.Event.ID, v)
+}
+
+// traceLink fills in the trace URL template; none when it needs a trace id
+// the event does not have.
+func traceLink(tmpl string, e *eventlog.Event) string {
+	if tmpl == "" || (strings.Contains(tmpl, "{trace_id}") && e.TraceID == "") {
+		return ""
+	}
+	return strings.NewReplacer("{event_id}", url.QueryEscape(e.ID), "{trace_id}", url.QueryEscape(e.TraceID)).Replace(tmpl)
 }
 
 // changeEvents archives or deletes the selected events.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/eventlog"
@@ -25,7 +26,7 @@ const (
 	acmeToken    = "console-acme-token-0123456789"
 	hookSecret   = "hook-bearer-SECRET-4f1d2a"
 	signingKey   = "whsec_c2VjcmV0LXNpZ25pbmcta2V5LTEyMzQ1Njc4"
-	traceURLBase = "http://jaeger.example/trace?event="
+	traceURLBase = "http://jaeger.example/trace/"
 )
 
 // site is a worker with its console served over real HTTP, a receiver
@@ -53,7 +54,7 @@ func startSite(t *testing.T) *site {
 admin:
   token: %s
   account_tokens: {acme: %s}
-  trace_url: "%s{event_id}"
+  trace_url: "%s{trace_id}?event={event_id}"
 sinks:
   - name: hook
     type: webhook
@@ -82,12 +83,20 @@ sinks:
 	return s
 }
 
+// traced is the trace every event the site emits belongs to, as if its
+// producer had started it.
+var traced = trace.NewSpanContext(trace.SpanContextConfig{
+	TraceID: trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+	SpanID:  trace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7}, TraceFlags: trace.FlagsSampled, Remote: true,
+})
+
 // emit stores n events of a type for an account and returns their ids.
 func (s *site) emit(t *testing.T, n int, typ, account string) []string {
 	t.Helper()
 	var ids []string
+	ctx := trace.ContextWithRemoteSpanContext(context.Background(), traced)
 	for i := range n {
-		id, err := s.pub.Emit(context.Background(), event.Envelope{Type: typ, Account: account,
+		id, err := s.pub.Emit(ctx, event.Envelope{Type: typ, Account: account,
 			Description: fmt.Sprintf("%s number %d", strings.ToLower(typ), i), Data: []byte(fmt.Sprintf(`{"n":%d}`, i))})
 		if err != nil {
 			t.Fatal(err)

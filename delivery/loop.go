@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
@@ -317,7 +315,7 @@ func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (hol
 	// One consumer span per attempt, continuing the producer's trace from
 	// the event's headers; the sink's own client span and the receiver's
 	// spans hang below it.
-	ctx = observability.Propagator().Extract(ctx, headerCarrier(msg.Headers()))
+	ctx = observability.Propagator().Extract(ctx, observability.NATSCarrier(msg.Headers()))
 	ctx, span := l.tel.tracer.Start(ctx, "process "+l.cfg.Name, trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
 			semconv.MessagingSystemKey.String("nats"),
@@ -486,21 +484,9 @@ func jsonString(b []byte) json.RawMessage {
 	return s
 }
 
-// headerCarrier reads trace context from NATS headers, whose keys are
-// case-sensitive (unlike HTTP's).
-func headerCarrier(h nats.Header) propagation.MapCarrier {
-	c := propagation.MapCarrier{}
-	for k, v := range h {
-		if len(v) > 0 {
-			c[strings.ToLower(k)] = v[0]
-		}
-	}
-	return c
-}
-
 // traceFields keeps only the trace-context headers of a message.
 func traceFields(h nats.Header) map[string]string {
-	all := headerCarrier(h)
+	all := observability.NATSCarrier(h)
 	out := map[string]string{}
 	for _, f := range observability.Propagator().Fields() {
 		if v := all.Get(f); v != "" {

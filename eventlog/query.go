@@ -41,6 +41,9 @@ type Filter struct {
 type Event struct {
 	event.Envelope
 	Archived bool `json:"archived"`
+	// TraceID is the W3C trace id of the trace the event started, when
+	// its producer traced it.
+	TraceID string `json:"trace_id,omitempty"`
 	// Deliveries are per sink, for the sinks that made an attempt; the
 	// caller adds the sinks that did not (pending or filtered).
 	Deliveries map[string]Delivery `json:"deliveries,omitempty"`
@@ -286,7 +289,7 @@ func next(d Delivery, outcome string) Delivery {
 }
 
 const eventColumns = `id, event_type, source, node, event_time, event_key, level, state, start_id,
-	description, account, domain, user_name, resource_id, resource_type, data, archived`
+	description, account, domain, user_name, resource_id, resource_type, data, archived, trace_id`
 
 func scanEvents(rows *sql.Rows) ([]Event, error) {
 	defer rows.Close()
@@ -299,7 +302,7 @@ func scanEvents(rows *sql.Rows) ([]Event, error) {
 			data         string
 		)
 		if err := rows.Scan(&e.ID, &e.Type, &e.Source, &e.Node, &at, &e.Key, &level, &state, &e.StartID,
-			&e.Description, &e.Account, &e.Domain, &e.User, &e.ResourceID, &e.ResourceType, &data, &e.Archived); err != nil {
+			&e.Description, &e.Account, &e.Domain, &e.User, &e.ResourceID, &e.ResourceType, &data, &e.Archived, &e.TraceID); err != nil {
 			return nil, fmt.Errorf("event log: read event: %w", err)
 		}
 		e.Time, e.Level, e.State = fromMicros(at), event.Level(level), event.State(state)

@@ -438,3 +438,21 @@ func TestSinkAttemptsAndOutcomes(t *testing.T) {
 		}
 	})
 }
+
+func TestTraceIDKept(t *testing.T) {
+	backends(t, func(t *testing.T, s *eventlog.Store) {
+		ctx := context.Background()
+		evs := cloudstack()[:2]
+		if _, err := s.AddTracedEvents(ctx, evs, []string{"4bf92f3577b34da6a3ce929d0e0e4736"}); err != nil {
+			t.Fatal(err)
+		}
+		e1, _, err := s.Get(ctx, "e1", "")
+		if err != nil || e1.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" {
+			t.Errorf("e1: trace %q, %v", e1.TraceID, err)
+		}
+		e2, _, err := s.Get(ctx, "e2", "")
+		if err != nil || e2.TraceID != "" {
+			t.Errorf("e2 (no trace given): trace %q, %v", e2.TraceID, err)
+		}
+	})
+}

@@ -22,13 +22,23 @@ type Attempt struct {
 // an id already logged (read again after a crash, or by another node of a
 // shared database) is left as it is.
 func (s *Store) AddEvents(ctx context.Context, events []event.Envelope) (int, error) {
+	return s.AddTracedEvents(ctx, events, nil)
+}
+
+// AddTracedEvents is AddEvents with the id of the trace each event started
+// (traceIDs[i] for events[i]; nil or "" when unknown).
+func (s *Store) AddTracedEvents(ctx context.Context, events []event.Envelope, traceIDs []string) (int, error) {
 	now := micros(time.Now())
 	return s.insert(ctx, `INSERT INTO events (id, event_type, source, node, event_time, event_key, level, state, start_id,
-		description, account, domain, user_name, resource_id, resource_type, data, logged_at) VALUES `, 17,
+		description, account, domain, user_name, resource_id, resource_type, data, logged_at, trace_id) VALUES `, 18,
 		` ON CONFLICT (id) DO NOTHING`, len(events), func(i int) []any {
 			e := &events[i]
+			trace := ""
+			if i < len(traceIDs) {
+				trace = traceIDs[i]
+			}
 			return []any{e.ID, e.Type, e.Source, e.Node, micros(e.Time), e.Key, string(e.Level), string(e.State), e.StartID,
-				e.Description, e.Account, e.Domain, e.User, e.ResourceID, e.ResourceType, string(e.Data), now}
+				e.Description, e.Account, e.Domain, e.User, e.ResourceID, e.ResourceType, string(e.Data), now, trace}
 		})
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -25,6 +26,18 @@ import (
 // tracestate) used through event headers, webhook requests, AMQP and Kafka
 // headers. Courier never installs a global propagator.
 func Propagator() propagation.TextMapPropagator { return propagation.TraceContext{} }
+
+// NATSCarrier reads trace context from NATS message headers (a nats.Header),
+// whose keys are case-sensitive, unlike HTTP's.
+func NATSCarrier(h map[string][]string) propagation.MapCarrier {
+	c := propagation.MapCarrier{}
+	for k, v := range h {
+		if len(v) > 0 {
+			c[strings.ToLower(k)] = v[0]
+		}
+	}
+	return c
+}
 
 // Telemetry holds the tracer and meter providers of one process.
 type Telemetry struct {

@@ -12,11 +12,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/courierhq/courier/config"
 	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/eventlog"
+	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
 )
 
@@ -310,6 +312,7 @@ func fetchLogBatch(c jetstream.Consumer) ([]jetstream.Msg, error) {
 
 func (w *Worker) logEvents(ctx context.Context, msgs []jetstream.Msg) error {
 	envs := make([]event.Envelope, 0, len(msgs))
+	traces := make([]string, 0, len(msgs))
 	for _, m := range msgs {
 		if !outbox.IsEventSubject(m.Subject()) {
 			continue // a replay: a delivery again of an event already logged
@@ -320,10 +323,20 @@ func (w *Worker) logEvents(ctx context.Context, msgs []jetstream.Msg) error {
 			continue
 		}
 		envs = append(envs, e)
+		traces = append(traces, traceID(m.Headers()))
 	}
-	n, err := w.elog.store.AddEvents(ctx, envs)
+	n, err := w.elog.store.AddTracedEvents(ctx, envs, traces)
 	w.elog.events.Add(int64(n))
 	return err
+}
+
+// traceID is the trace id in a stored event's traceparent header, or "".
+func traceID(h nats.Header) string {
+	sc := trace.SpanContextFromContext(observability.Propagator().Extract(context.Background(), observability.NATSCarrier(h)))
+	if !sc.TraceID().IsValid() {
+		return ""
+	}
+	return sc.TraceID().String()
 }
 
 func (w *Worker) logAttempts(ctx context.Context, msgs []jetstream.Msg) error {
