@@ -12,7 +12,7 @@ FUZZTIME      ?= 1m
 FUZZ_TARGETS  := ./event/:FuzzDecodeEnvelope ./ingest/:FuzzDecode ./config/:FuzzParse \
                  ./config/:FuzzParseSink ./retry/:FuzzParseRetryAfter ./sinks/webhook/:FuzzResponse
 
-.PHONY: all build run cluster-demo test test-short lint services fuzz bench bench-quick bench-compare clean
+.PHONY: all build run cluster-demo test test-short lint services fuzz chaos bench bench-quick bench-compare clean
 
 all: lint test
 
@@ -64,6 +64,12 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./outbox/ ./worker/ ./sinks/...
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./cmd/emit/
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./eventlog/
+
+## chaos: the fault scenarios at full size (make test runs a short version
+## of each): the kill storm, 100,000 events and 20 SIGKILLs
+chaos:
+	COURIER_CHAOS_EVENTS=$${COURIER_CHAOS_EVENTS:-100000} COURIER_CHAOS_KILLS=$${COURIER_CHAOS_KILLS:-20} \
+		$(GO) test -count=1 -timeout 30m -run '^TestChaos' -v ./cmd/worker/
 
 ## bench-quick: every benchmark once, and a short Courier-vs-Watermill run,
 ## as a smoke test (completion with 0 lost, never a speed)
