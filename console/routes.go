@@ -134,12 +134,11 @@ func (c *Console) deadLettersPage(r *request) {
 	for _, s := range ov.Sinks {
 		f.Sinks = append(f.Sinks, s.Name)
 	}
-	if f.Sink == "" {
+	if f.Sink == "" && len(ov.Sinks) > 0 {
 		// The first sink with dead letters, or the first sink.
-		for _, s := range ov.Sinks {
-			if f.Sink == "" || (s.DeadLetters > 0 && !slices.ContainsFunc(ov.Sinks, func(o Sink) bool { return o.Name == f.Sink && o.DeadLetters > 0 })) {
-				f.Sink = s.Name
-			}
+		f.Sink = ov.Sinks[0].Name
+		if i := slices.IndexFunc(ov.Sinks, func(s Sink) bool { return s.DeadLetters > 0 }); i >= 0 {
+			f.Sink = ov.Sinks[i].Name
 		}
 	}
 	if f.Sink != "" {
