@@ -244,17 +244,8 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 			admin.Shutdown(ctx)
 		}
 	}
-	if cfg.Admin.Listen != "off" {
-		admin, err = httpserve.Listen(cfg.Admin.Listen, w.AdminHandler(), httpserve.Options{
-			CertFile: cfg.Admin.TLS.CertFile, KeyFile: cfg.Admin.TLS.KeyFile, Log: log,
-		})
-		if err != nil {
-			stopAll(context.Background())
-			return fmt.Errorf("admin endpoint: %w", err)
-		}
-		admin.Serve()
-		log.Info("admin endpoint listening", "url", admin.URL(), "paths", "/metrics /healthz /readyz")
-	}
+	// Ingest listens before the admin endpoint, so that /readyz answering
+	// means every listener is up.
 	if h := w.IngestHandler(); h != nil {
 		in := cfg.Ingest
 		ingest, err = httpserve.Listen(in.Listen, h, httpserve.Options{
@@ -267,6 +258,17 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		ingest.Serve()
 		log.Info("ingest endpoint listening", "url", ingest.URL()+"/v1/events", "tokens", len(in.Tokens))
+	}
+	if cfg.Admin.Listen != "off" {
+		admin, err = httpserve.Listen(cfg.Admin.Listen, w.AdminHandler(), httpserve.Options{
+			CertFile: cfg.Admin.TLS.CertFile, KeyFile: cfg.Admin.TLS.KeyFile, Log: log,
+		})
+		if err != nil {
+			stopAll(context.Background())
+			return fmt.Errorf("admin endpoint: %w", err)
+		}
+		admin.Serve()
+		log.Info("admin endpoint listening", "url", admin.URL(), "paths", "/metrics /healthz /readyz")
 	}
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
