@@ -169,8 +169,12 @@ func (b consoleBackend) TestSink(ctx context.Context, name string) (console.Test
 }
 
 func (b consoleBackend) SetSinkDisabled(ctx context.Context, name string, disabled bool) error {
-	if _, err := b.Sink(ctx, name); err != nil {
-		return err
+	recs, err := b.w.reg.Records(ctx)
+	if err != nil {
+		return fmt.Errorf("read the sinks: %w", err)
+	}
+	if !slices.ContainsFunc(recs, func(r registry.Record) bool { return r.Name == name }) {
+		return fmt.Errorf("no sink named %q: %w", name, console.ErrNotFound)
 	}
 	reason := map[bool]string{true: "disabled by an operator (console)", false: "enabled by an operator (console)"}[disabled]
 	return b.w.deps.states.Put(ctx, name, outbox.SinkState{Disabled: disabled, Reason: reason, At: time.Now().UTC(), Node: b.w.cfg.NodeID})
