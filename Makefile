@@ -12,7 +12,7 @@ FUZZTIME      ?= 1m
 FUZZ_TARGETS  := ./event/:FuzzDecodeEnvelope ./ingest/:FuzzDecode ./config/:FuzzParse \
                  ./config/:FuzzParseSink ./retry/:FuzzParseRetryAfter ./sinks/webhook/:FuzzResponse
 
-.PHONY: all build run cluster-demo test test-short lint services fuzz chaos bench bench-quick bench-compare clean
+.PHONY: all build static packages manifests run cluster-demo test test-short lint services fuzz chaos bench bench-quick bench-compare clean
 
 all: lint test
 
@@ -22,6 +22,20 @@ build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/worker ./cmd/worker
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/emit ./cmd/emit
 	$(GO) build -o bin/receiver ./examples/receiver
+
+## static: the static, reproducible binaries the image and packages ship, in bin/static
+static:
+	./scripts/build-static.sh bin/static $(VERSION)
+
+## packages: the .deb and .rpm (systemd unit, courier user, /etc/courier), in dist/
+PKG_VERSION ?= 0.1.0
+packages: static
+	cd tools/deploy && SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct)} \
+		$(GO) run ./cmd/package -version $(PKG_VERSION)
+
+## manifests: deploy/kubernetes/courier.yaml, rendered from the Helm chart
+manifests:
+	cd tools/deploy && $(GO) run ./cmd/render -chart ../../deploy/helm/courier -out ../../deploy/kubernetes/courier.yaml
 
 ## run: the quick start: worker with embedded outbox, example receiver, sample events
 run: build
@@ -35,10 +49,13 @@ cluster-demo: build
 services:
 	./scripts/services.sh
 
-## test: vet, then every test with the race detector against real components
+## test: vet, then every test with the race detector against real components,
+## then the deployment checks (chart, manifests, packages, static binaries;
+## a module of their own, tools/deploy)
 test: services
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
+	cd tools/deploy && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...
 
 ## fuzz: each fuzz target for FUZZTIME (CI: 10s each); a crash fails and
 ## leaves the input in the package's testdata/fuzz
@@ -58,6 +75,7 @@ lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	cd tools/deploy && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 ## bench: emit throughput and end-to-end delivery figures (see README)
 bench:
@@ -83,4 +101,4 @@ bench-compare:
 	cd bench && $(GO) run ./cmd/compare
 
 clean:
-	rm -rf bin quickstart cluster-demo
+	rm -rf bin dist quickstart cluster-demo

@@ -76,6 +76,16 @@ chromium_browser() {
 	install chromium
 }
 
+# The package tests unpack the .deb and query the .rpm.
+package_tools() {
+	if command -v dpkg-deb >/dev/null 2>&1 && command -v rpm >/dev/null 2>&1; then
+		echo "services: dpkg-deb and rpm are installed"
+		return
+	fi
+	install rpm
+}
+
 rabbitmq
 postgres
 chromium_browser
+package_tools

@@ -5,6 +5,7 @@
 package deploy
 
 import (
+	"context"
 	"fmt"
 	"path"
 	"slices"
@@ -25,7 +26,7 @@ type Release struct {
 // RenderChart renders the chart in dir with values over its defaults, as
 // `helm template` would, and returns the manifests in template order, one
 // YAML stream. NOTES.txt is left out and checked to render.
-func RenderChart(dir string, rel Release, values map[string]any) (string, error) {
+func RenderChart(ctx context.Context, dir string, rel Release, values map[string]any) (string, error) {
 	chrt, err := loader.LoadDir(dir)
 	if err != nil {
 		return "", fmt.Errorf("load chart %s: %w", dir, err)
@@ -37,7 +38,7 @@ func RenderChart(dir string, rel Release, values map[string]any) (string, error)
 		return "", fmt.Errorf("chart %s values: %w", dir, err)
 	}
 	eng := engine.Engine{Strict: true}
-	files, err := eng.Render(chrt, vals)
+	files, err := eng.RenderWithContext(ctx, chrt, vals)
 	if err != nil {
 		return "", fmt.Errorf("render chart %s: %w", dir, err)
 	}
@@ -63,8 +64,8 @@ func RenderChart(dir string, rel Release, values map[string]any) (string, error)
 
 // PlainManifests are the chart's default rendering with a header saying
 // where they come from and what to create first.
-func PlainManifests(dir string, rel Release) (string, error) {
-	body, err := RenderChart(dir, rel, nil)
+func PlainManifests(ctx context.Context, dir string, rel Release) (string, error) {
+	body, err := RenderChart(ctx, dir, rel, nil)
 	if err != nil {
 		return "", err
 	}

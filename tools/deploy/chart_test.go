@@ -26,17 +26,18 @@ import (
 
 const chartDir = "../../deploy/helm/courier"
 
-// worker is the real worker binary, built once, whose check command
-// judges the configuration inside each rendered ConfigMap.
-var worker string
+// bin holds the static binaries scripts/build-static.sh builds, the ones
+// the image and the packages ship: worker's check command judges each
+// rendered ConfigMap, and the packages are made of them.
+var bin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "courier-deploy-")
 	if err != nil {
 		panic(err)
 	}
-	worker = filepath.Join(dir, "courier-worker")
-	build := exec.Command("go", "build", "-o", worker, "./cmd/worker")
+	bin = dir
+	build := exec.Command("scripts/build-static.sh", dir, "0.1.0-test")
 	build.Dir = "../.."
 	if out, err := build.CombinedOutput(); err != nil {
 		os.Stderr.Write(out)
@@ -97,7 +98,7 @@ func decode(t *testing.T, manifests string) objects {
 
 func render(t *testing.T, values map[string]any) objects {
 	t.Helper()
-	out, err := RenderChart(chartDir, Release{Name: "courier", Namespace: "events"}, values)
+	out, err := RenderChart(t.Context(), chartDir, Release{Name: "courier", Namespace: "events"}, values)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +296,7 @@ func checkConfig(t *testing.T, o objects, replicas int32, tls bool) {
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(worker, "check", "--config", path)
+	cmd := exec.Command(filepath.Join(bin, "courier-worker"), "check", "--config", path)
 	cmd.Env = env
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -313,7 +314,7 @@ func TestChartRefusesIncompleteValues(t *testing.T) {
 		{"created secret without values", map[string]any{"secrets": map[string]any{"create": true}}, "secrets.adminToken is required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := RenderChart(chartDir, Release{Name: "courier", Namespace: "events"}, tc.values)
+			_, err := RenderChart(t.Context(), chartDir, Release{Name: "courier", Namespace: "events"}, tc.values)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want one that says %q", err, tc.want)
 			}
@@ -324,7 +325,7 @@ func TestChartRefusesIncompleteValues(t *testing.T) {
 // TestPlainManifestsAreTheChartsRendering keeps deploy/kubernetes what
 // the chart makes: run make manifests after changing the chart.
 func TestPlainManifestsAreTheChartsRendering(t *testing.T) {
-	want, err := PlainManifests(chartDir, Release{Name: "courier", Namespace: "courier"})
+	want, err := PlainManifests(t.Context(), chartDir, Release{Name: "courier", Namespace: "courier"})
 	if err != nil {
 		t.Fatal(err)
 	}

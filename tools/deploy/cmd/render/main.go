@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -24,7 +25,7 @@ func main() {
 }
 
 func run(chart, out string, rel deploy.Release) error {
-	manifests, err := deploy.PlainManifests(chart, rel)
+	manifests, err := deploy.PlainManifests(context.Background(), chart, rel)
 	if err != nil {
 		return err
 	}
