@@ -35,31 +35,74 @@ func readYAML(t *testing.T, path string) map[string]any {
 func TestDeploymentFilesParse(t *testing.T) {
 	compose := readYAML(t, "compose.yaml")
 	services, _ := compose["services"].(map[string]any)
-	for _, s := range []string{"worker", "rabbitmq", "kafka", "jaeger", "prometheus", "grafana"} {
+	workers := []string{"courier-1", "courier-2", "courier-3"}
+	for _, s := range append([]string{"rabbitmq", "kafka", "jaeger", "prometheus", "grafana", "receiver"}, workers...) {
 		if services[s] == nil {
 			t.Errorf("compose.yaml has no %s service", s)
 		}
 	}
 	prom := readYAML(t, "prometheus/prometheus.yml")
-	if b, _ := yaml.Marshal(prom); !strings.Contains(string(b), "worker:9464") {
-		t.Errorf("prometheus.yml does not scrape the worker's admin port (worker:9464)")
+	b, _ := yaml.Marshal(prom)
+	for _, w := range workers {
+		if !strings.Contains(string(b), w+":9464") {
+			t.Errorf("prometheus.yml does not scrape %s's admin port (%s:9464)", w, w)
+		}
 	}
 	readYAML(t, "grafana/provisioning/datasources/datasources.yaml")
 	readYAML(t, "grafana/provisioning/dashboards/dashboards.yaml")
-	for _, path := range []string{"compose/courier.yaml", "courier.yaml"} {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
+
+	// Every compose worker's configuration, with the environment compose
+	// gives that container: a three-node cluster with the chart's
+	// credentials, none of them written in a file.
+	for _, w := range workers {
+		env := composeEnv(t, services[w])
+		if env["NODE_ID"] != w {
+			t.Errorf("%s: NODE_ID = %q", w, env["NODE_ID"])
 		}
-		cfg, err := config.Parse(b, func(string) (string, bool) { return "whsec_dGVzdA==", true })
-		if err != nil {
-			t.Errorf("%s: %v", path, err)
+		cfg := parseConfig(t, "compose/courier.yaml", func(name string) (string, bool) {
+			if _, ok := env[name]; !ok {
+				return "", false
+			}
+			return "from-env-" + name, true
+		})
+		if cfg == nil {
 			continue
 		}
-		if path == "compose/courier.yaml" && cfg.Admin.Listen != "0.0.0.0:9464" {
-			t.Errorf("compose worker admin listen = %s, want 0.0.0.0:9464 (Prometheus scrapes it)", cfg.Admin.Listen)
+		if cfg.NodeID != "from-env-NODE_ID" || cfg.Admin.Listen != "0.0.0.0:9464" || cfg.Admin.Token == "" {
+			t.Errorf("%s: node_id %q, admin %s with token %v: want the node's id, 0.0.0.0:9464 (Prometheus scrapes it) and a token",
+				w, cfg.NodeID, cfg.Admin.Listen, cfg.Admin.Token != "")
+		}
+		if len(cfg.Cluster.Routes) != len(workers) || cfg.Replication() != 3 || cfg.Cluster.Auth.Password == "" || !cfg.Outbox.Auth.On() {
+			t.Errorf("%s: routes %v, replicas %d, route auth %v, outbox auth %v: want the chart's three-node quorum and credentials",
+				w, cfg.Cluster.Routes, cfg.Replication(), cfg.Cluster.Auth.Password != "", cfg.Outbox.Auth.On())
 		}
 	}
+	parseConfig(t, "courier.yaml", func(string) (string, bool) { return "whsec_dGVzdA==", true })
+}
+
+// composeEnv is a compose service's environment after its YAML merge keys.
+func composeEnv(t *testing.T, service any) map[string]any {
+	t.Helper()
+	s, _ := service.(map[string]any)
+	env, _ := s["environment"].(map[string]any)
+	if env == nil {
+		t.Fatalf("service has no environment map: %v", s)
+	}
+	return env
+}
+
+func parseConfig(t *testing.T, path string, lookup func(string) (string, bool)) *config.File {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(b, lookup)
+	if err != nil {
+		t.Errorf("%s: %v", path, err)
+		return nil
+	}
+	return cfg
 }
 
 var metricRef = regexp.MustCompile(`\bcourier_[a-z_]+`)
