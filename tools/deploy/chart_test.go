@@ -312,6 +312,9 @@ func TestChartRefusesIncompleteValues(t *testing.T) {
 	}{
 		{"tls without its secret", map[string]any{"tls": map[string]any{"enabled": true}}, "tls.secretName"},
 		{"created secret without values", map[string]any{"secrets": map[string]any{"create": true}}, "secrets.adminToken is required"},
+		{"a misspelled value", map[string]any{"replica": 5}, "replica"},
+		{"a value of the wrong type", map[string]any{"replicas": "three"}, "replicas"},
+		{"an unknown sink kind", map[string]any{"sinks": []any{map[string]any{"name": "x", "type": "smtp"}}}, "sinks"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := RenderChart(t.Context(), chartDir, Release{Name: "courier", Namespace: "events"}, tc.values)
