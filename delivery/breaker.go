@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -49,15 +50,32 @@ type breaker struct {
 	open      bool
 	interval  time.Duration
 	nextProbe time.Time
+	// closedAt is when the circuit last closed: a failed attempt that
+	// started before then belongs to the outage it was open for.
+	closedAt time.Time
+	// closed is closed when the circuit closes (made when it opens), so
+	// that a loop waiting for its next probe resumes at once.
+	closed chan struct{}
 }
 
 func newBreaker(cfg BreakerConfig) *breaker { return &breaker{cfg: cfg} }
 
 func (b *breaker) enabled() bool { return b.cfg.Failures > 0 }
 
-// record notes an attempt's outcome. A permanent failure says the endpoint
-// is up (it answered), so it counts as a success here.
-func (b *breaker) record(err error, now time.Time) (opened, closed bool) {
+// record notes the outcome of an attempt that started at started and ended
+// at now. A permanent failure says the endpoint is up (it answered), so it
+// counts as a success here.
+//
+// Only failures that tell something new count: while the circuit is open,
+// that is a probe's (an attempt begun once the probe was due), which pushes
+// the next probe out; attempts that were under way when the circuit opened
+// fail with the outage that opened it. Counting those too, the attempts in
+// flight (up to the sink's concurrency, all failing together when the
+// endpoint is slower than the timeout for a moment) each doubled the probe
+// interval: one hiccup set the next probe probe_max away, and delivery
+// stopped for that long. Likewise, once the circuit closed, failures of
+// attempts begun before that do not count toward opening it again.
+func (b *breaker) record(err error, started, now time.Time) (opened, closed bool) {
 	if !b.enabled() {
 		return false, false
 	}
@@ -66,22 +84,52 @@ func (b *breaker) record(err error, now time.Time) (opened, closed bool) {
 	if err == nil || retry.Classify(err).Kind == retry.Permanent {
 		b.failures = 0
 		if b.open {
-			b.open = false
+			b.open, b.closedAt = false, now
+			close(b.closed)
 			return false, true
 		}
 		return false, false
 	}
-	b.failures++
 	switch {
 	case b.open:
-		b.interval = min(b.interval*2, b.cfg.ProbeMax)
-		b.nextProbe = now.Add(b.interval)
-	case b.failures >= b.cfg.Failures:
-		b.open, b.interval = true, b.cfg.ProbeInitial
-		b.nextProbe = now.Add(b.interval)
-		return true, false
+		if !started.Before(b.nextProbe) {
+			// A probe failed.
+			b.interval = min(b.interval*2, b.cfg.ProbeMax)
+			b.nextProbe = now.Add(b.interval)
+		}
+	case started.Before(b.closedAt):
+	default:
+		b.failures++
+		if b.failures >= b.cfg.Failures {
+			b.open, b.interval = true, b.cfg.ProbeInitial
+			b.nextProbe = now.Add(b.interval)
+			b.closed = make(chan struct{})
+			return true, false
+		}
 	}
 	return false, false
+}
+
+// waitProbe waits until the open circuit's next probe is due, the circuit
+// closes (an attempt still in flight succeeded) or ctx ends, and reports
+// whether the circuit is still open.
+func (b *breaker) waitProbe(ctx context.Context) (open bool) {
+	for {
+		b.mu.Lock()
+		open, at, closed := b.open, b.nextProbe, b.closed
+		b.mu.Unlock()
+		wait := time.Until(at)
+		if !open || wait <= 0 || ctx.Err() != nil {
+			return open
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-closed:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
 }
 
 // state reports whether the circuit is open and, if so, when to probe.

@@ -166,10 +166,10 @@ func (l *Loop) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		if open, probeAt := l.brk.state(); open {
-			// The endpoint is failing: fetch nothing until the next probe.
-			sleep(ctx, time.Until(probeAt))
-			if open, _ = l.brk.state(); open && ctx.Err() == nil {
+		if open, _ := l.brk.state(); open {
+			// The endpoint is failing: fetch nothing until the next probe,
+			// unless an attempt still in flight closes the circuit first.
+			if l.brk.waitProbe(ctx) && ctx.Err() == nil {
 				l.probe(ctx, attemptCtx, &wg, slots)
 			}
 			continue
@@ -351,7 +351,7 @@ func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (hol
 	}
 	now := l.now()
 	outage, _ := l.brk.state() // before this attempt's outcome is recorded
-	switch opened, closed := l.brk.record(err, now); {
+	switch opened, closed := l.brk.record(err, start, now); {
 	case opened:
 		l.stats.CircuitOpen.Store(true)
 		l.log.WarnContext(ctx, "circuit opened: the endpoint keeps failing; fetching stops and one event probes it at a growing interval",

@@ -228,3 +228,89 @@ func TestChaosKillStorm(t *testing.T) {
 		t.Errorf("%d duplicate deliveries, more than %d (one in-flight window of %d per kill)", dups, bound, window)
 	}
 }
+
+// TestChaosReceiverHiccup: the webhook hangs once for 1.5 s, longer than
+// the sink's timeout (1 s), so every attempt in flight fails at once and
+// the circuit opens. Delivery must resume within a few seconds of the
+// endpoint answering again. It used to stop for the circuit breaker's
+// probe_max (a minute): each of the in-flight failures doubled the probe
+// interval, and the loop slept until that probe even after a success had
+// closed the circuit (the kill storm's stall with 65,869 pending).
+func TestChaosReceiverHiccup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos scenario skipped with -short")
+	}
+	const total, hiccupAt, hiccup = 5000, 500, 1500 * time.Millisecond
+	var (
+		mu          sync.Mutex
+		accepted    = map[string]bool{}
+		hiccupUntil time.Time
+		lastOK      time.Time
+		longestGap  time.Duration
+	)
+	rcv := testutil.NewReceiver(t)
+	rcv.Answer(func(d testutil.Delivery, _ int) (int, http.Header) {
+		mu.Lock()
+		if len(accepted) == hiccupAt && hiccupUntil.IsZero() {
+			hiccupUntil = time.Now().Add(hiccup)
+		}
+		until := hiccupUntil
+		mu.Unlock()
+		if wait := time.Until(until); wait > 0 {
+			time.Sleep(wait)
+			return http.StatusServiceUnavailable, nil // the sink gave up on it already
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		now := time.Now()
+		if !lastOK.IsZero() && now.Sub(lastOK) > longestGap {
+			longestGap = now.Sub(lastOK)
+		}
+		accepted[d.ID], lastOK = true, now
+		return http.StatusOK, nil
+	})
+	dir := t.TempDir()
+	port := freePort(t)
+	cfg := writeConfig(t, dir, port, rcv.URL())
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	startWorkerProc(t, cfg)
+	pub := waitReady(t, url)
+	defer pub.Close()
+	pending := make([]*outbox.Pending, 0, total)
+	for i := range total {
+		pe, err := pub.EmitAsync(context.Background(), event.Envelope{ID: fmt.Sprintf("hiccup-%05d", i), Type: "VOLUME_CREATE"})
+		if err != nil {
+			t.Fatalf("emit %d: %v", i, err)
+		}
+		pending = append(pending, pe)
+	}
+	for i, pe := range pending {
+		<-pe.Done()
+		if pe.Err() != nil {
+			t.Fatalf("emit %d: %v", i, pe.Err())
+		}
+	}
+	delivered := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for id := range accepted {
+			if strings.HasPrefix(id, "hiccup-") {
+				n++
+			}
+		}
+		return n
+	}
+	testutil.Eventually(t, time.Minute, func() bool { mu.Lock(); defer mu.Unlock(); return !hiccupUntil.IsZero() }, "the hiccup started")
+	// Without it, the remaining events take a few seconds; a minute's
+	// stall after the hiccup fails this (the deadline leaves room for a
+	// busy machine).
+	testutil.Eventually(t, 45*time.Second, func() bool { return delivered() == total }, "all %d events delivered after a %s hiccup", total, hiccup)
+	mu.Lock()
+	gap := longestGap
+	mu.Unlock()
+	t.Logf("receiver hiccup of %s: longest pause between deliveries %s", hiccup, gap.Round(time.Millisecond))
+	if gap > hiccup+15*time.Second {
+		t.Errorf("deliveries paused for %s after a %s hiccup", gap.Round(time.Millisecond), hiccup)
+	}
+}
