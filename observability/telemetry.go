@@ -112,7 +112,10 @@ func tracingRequested() bool {
 
 // MetricsHandler serves the Prometheus exposition of the meters.
 func (t *Telemetry) MetricsHandler() http.Handler {
-	return promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{})
+	// OpenMetrics, when the scraper asks for it, carries the histograms'
+	// exemplars: the trace id of a sampled delivery, so a slow one in a
+	// panel links to its trace.
+	return promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{EnableOpenMetrics: true})
 }
 
 // Shutdown flushes spans still buffered.

@@ -57,6 +57,12 @@ func (w *Worker) registerGauges(dlq *outbox.DeadLetters) error {
 	if err != nil {
 		return fmt.Errorf("metric courier.outbox.oldest_event_age: %w", err)
 	}
+	// The limit beside the age, so an alert can say "near outbox.max_age"
+	// without repeating the setting.
+	maxAge, err := m.Float64ObservableGauge("courier.outbox.max_age", metric.WithDescription("The outbox's max_age: events older than it are dropped, delivered or not."), metric.WithUnit("s"))
+	if err != nil {
+		return fmt.Errorf("metric courier.outbox.max_age: %w", err)
+	}
 	pending, err := m.Int64ObservableGauge("courier.consumer.pending", metric.WithDescription("Events a sink has yet to confirm (consumer lag), in flight or waiting for a retry included."), metric.WithUnit("{event}"))
 	if err != nil {
 		return fmt.Errorf("metric courier.consumer.pending: %w", err)
@@ -81,6 +87,7 @@ func (w *Worker) registerGauges(dlq *outbox.DeadLetters) error {
 			o.ObserveInt64(events, int64(st.Msgs))
 			o.ObserveInt64(bytes, int64(st.Bytes))
 			o.ObserveInt64(stored, int64(st.LastSeq))
+			o.ObserveFloat64(maxAge, s.CachedInfo().Config.MaxAge.Seconds())
 			if st.Msgs > 0 {
 				o.ObserveFloat64(oldest, time.Since(st.FirstTime).Seconds())
 			} else {
@@ -100,7 +107,7 @@ func (w *Worker) registerGauges(dlq *outbox.DeadLetters) error {
 			}
 		}
 		return nil
-	}, events, bytes, stored, oldest, pending, dead, disabled, circuit)
+	}, events, bytes, stored, oldest, maxAge, pending, dead, disabled, circuit)
 	if err != nil {
 		return fmt.Errorf("register outbox metrics: %w", err)
 	}
