@@ -4,6 +4,8 @@ package deploy
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
@@ -161,7 +163,7 @@ func scrapeFamilies(t *testing.T) map[string]bool {
 	}
 	rcv := testutil.NewReceiver(t)
 	rcv.Answer(testutil.RefuseBadRetryOthers)
-	n := testutil.StartNode(t, "sinks:\n  - name: audit\n    type: webhook\n    url: "+rcv.URL()+
+	n := testutil.StartNode(t, "ingest: {listen: \"127.0.0.1:0\"}\nsinks:\n  - name: audit\n    type: webhook\n    url: "+rcv.URL()+
 		"\n    retry: {initial: 20ms, max_interval: 100ms}\n", nil, worker.WithTelemetry(tel))
 	p := n.Publisher(t)
 	for _, e := range []event.Envelope{{Type: "VOLUME_CREATE"}, {ID: "bad-1", Type: "VOLUME_CREATE"}} {
@@ -169,9 +171,20 @@ func scrapeFamilies(t *testing.T) map[string]bool {
 			t.Fatal(err)
 		}
 	}
+	// One more through the HTTP ingest, for its metrics.
+	ingest := httptest.NewServer(n.IngestHandler())
+	defer ingest.Close()
+	resp, err := http.Post(ingest.URL+"/v1/events", "application/json", strings.NewReader(`{"type":"VOLUME_CREATE"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("ingest answered %s", resp.Status)
+	}
 	testutil.Eventually(t, 20e9, func() bool {
 		s := n.Loop("audit").Stats()
-		return s.Delivered.Load() == 1 && s.DeadLettered.Load() == 1
+		return s.Delivered.Load() == 2 && s.DeadLettered.Load() == 1
 	}, "delivery and dead letter")
 	_, body := testutil.Get(t, n.AdminHandler(), "/metrics")
 	families := map[string]bool{}
