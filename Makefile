@@ -12,7 +12,7 @@ FUZZTIME      ?= 1m
 FUZZ_TARGETS  := ./event/:FuzzDecodeEnvelope ./ingest/:FuzzDecode ./config/:FuzzParse \
                  ./config/:FuzzParseSink ./retry/:FuzzParseRetryAfter ./sinks/webhook/:FuzzResponse
 
-.PHONY: all build static packages manifests run cluster-demo test test-short lint services fuzz chaos bench bench-quick bench-compare clean
+.PHONY: all build static packages manifests observe observe-test run cluster-demo test test-short lint services fuzz chaos bench bench-quick bench-compare clean
 
 all: lint test
 
@@ -76,6 +76,7 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 	cd tools/deploy && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
+	cd tools/observe && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 ## bench: emit throughput and end-to-end delivery figures (see README)
 bench:
@@ -89,6 +90,17 @@ chaos:
 	COURIER_CHAOS_EVENTS=$${COURIER_CHAOS_EVENTS:-100000} COURIER_CHAOS_KILLS=$${COURIER_CHAOS_KILLS:-20} \
 		$(GO) test -count=1 -timeout 30m -run '^TestChaos' -v ./cmd/worker/
 
+## observe: a worker beside a real Jaeger and a real Prometheus (built from
+## the module proxy in tools/observe): emits the quick start's events, prints
+## a delivery's trace and every dashboard panel's value; Ctrl-C stops it
+observe:
+	cd tools/observe && $(GO) run ./cmd/observe
+
+## observe-test: the same as a test: traces in Jaeger's query API, every
+## panel with data in Prometheus, exemplars, and the alert rules (promtool)
+observe-test:
+	cd tools/observe && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m -v ./...
+
 ## bench-quick: every benchmark once, and a short Courier-vs-Watermill run,
 ## as a smoke test (completion with 0 lost, never a speed)
 bench-quick:
@@ -101,4 +113,4 @@ bench-compare:
 	cd bench && $(GO) run ./cmd/compare
 
 clean:
-	rm -rf bin dist quickstart cluster-demo
+	rm -rf bin dist observe quickstart cluster-demo
