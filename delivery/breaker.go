@@ -93,7 +93,8 @@ func (b *breaker) record(err error, started, now time.Time) (opened, closed bool
 	switch {
 	case b.open:
 		if !started.Before(b.nextProbe) {
-			// A probe failed.
+			// A probe failed. The keys of an ordered sink probe together;
+			// pushing nextProbe out makes this the round's one doubling.
 			b.interval = min(b.interval*2, b.cfg.ProbeMax)
 			b.nextProbe = now.Add(b.interval)
 		}

@@ -65,6 +65,17 @@ func (l *Loop) keyWorker(runCtx, attemptCtx context.Context, key string, slots c
 		l.keys.mu.Unlock()
 
 		for earlier := 0; ; earlier++ {
+			// While the circuit is open, a key's held event waits for the
+			// next probe, as the loop does, instead of retrying on its own
+			// backoff: with every key retrying its head event, an outage
+			// cost attempts in proportion to the keys and its length.
+			if open, _ := l.brk.state(); open {
+				l.brk.waitProbe(runCtx)
+				if runCtx.Err() != nil {
+					l.releaseKey(key)
+					return
+				}
+			}
 			select {
 			case slots <- struct{}{}:
 			case <-runCtx.Done():
