@@ -85,10 +85,12 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./eventlog/
 
 ## chaos: the fault scenarios at full size (make test runs a short version
-## of each): the kill storm, 100,000 events and 20 SIGKILLs
+## of each): the kill storm (100,000 events, 20 SIGKILLs), a receiver hiccup,
+## the endpoint down 5 minutes, a SIGTERM restart under a 1,000,000 backlog
 chaos:
 	COURIER_CHAOS_EVENTS=$${COURIER_CHAOS_EVENTS:-100000} COURIER_CHAOS_KILLS=$${COURIER_CHAOS_KILLS:-20} \
-		$(GO) test -count=1 -timeout 30m -run '^TestChaos' -v ./cmd/worker/
+	COURIER_CHAOS_DOWN=$${COURIER_CHAOS_DOWN:-5m} COURIER_CHAOS_BACKLOG=$${COURIER_CHAOS_BACKLOG:-1000000} \
+		$(GO) test -count=1 -timeout 60m -run '^TestChaos' -v ./cmd/worker/
 
 ## observe: a worker beside a real Jaeger and a real Prometheus (built from
 ## the module proxy in tools/observe): emits the quick start's events, prints
