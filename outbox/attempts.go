@@ -47,7 +47,7 @@ func EnsureAttemptsStream(ctx context.Context, js jetstream.JetStream, maxAge ti
 		Replicas:    max(replicas, 1),
 	})
 	if err != nil {
-		return fmt.Errorf("set up stream %s: %w", StreamAttempts, err)
+		return streamSetupError(StreamAttempts, "outbox.attempt_log_max_bytes", maxBytes, err)
 	}
 	return nil
 }

@@ -83,7 +83,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, l Limits) error 
 		AllowAtomicPublish: true, // group commit: one fsync per batch
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, outbox); err != nil {
-		return fmt.Errorf("set up stream %s: %w", StreamEvents, err)
+		return streamSetupError(StreamEvents, "outbox.max_bytes", l.MaxBytes, err)
 	}
 	dlq := jetstream.StreamConfig{
 		Name:        StreamDeadLetter,
@@ -100,6 +100,23 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, l Limits) error 
 		return fmt.Errorf("set up stream %s: %w", StreamDeadLetter, err)
 	}
 	return nil
+}
+
+// errCodeStorageExceeded is JetStream's answer to a stream whose max_bytes
+// is more than the server may store (nats-server's
+// JSStorageResourcesExceededErr); nats.go has no name for it.
+const errCodeStorageExceeded jetstream.ErrorCode = 10047
+
+// streamSetupError says what to change when a stream's size limit does
+// not fit the space JetStream may use, instead of only its error code.
+func streamSetupError(stream, setting string, maxBytes int64, err error) error {
+	var api *jetstream.APIError
+	if errors.As(err, &api) && api.ErrorCode == errCodeStorageExceeded {
+		return fmt.Errorf("set up stream %s: %s (%d MiB) is more than the outbox may store in data_dir "+
+			"(75%% of its filesystem's free space when the worker started): lower %s, or give data_dir more room: %w",
+			stream, setting, maxBytes>>20, setting, err)
+	}
+	return fmt.Errorf("set up stream %s: %w", stream, err)
 }
 
 func orUnlimited(n int64) int64 {
