@@ -46,6 +46,7 @@ type Worker struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	url    string
+	failed chan error
 
 	reg      *registry.Registry
 	apiToken string
@@ -100,7 +101,7 @@ func WithExpiryCheck(d time.Duration) Option { return func(w *Worker) { w.expiry
 // Start brings the node up: outbox first, then one loop per sink. On error
 // everything started so far is stopped again.
 func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logger, opts ...Option) (_ *Worker, err error) {
-	w := &Worker{cfg: cfg, log: log, running: map[string]*runningSink{}, expiryCheck: 30 * time.Second, version: version}
+	w := &Worker{cfg: cfg, log: log, running: map[string]*runningSink{}, expiryCheck: 30 * time.Second, version: version, failed: make(chan error, 1)}
 	policy, err := cfg.WebhookPolicy()
 	if err != nil {
 		return nil, err

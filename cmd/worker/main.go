@@ -270,12 +270,17 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		admin.Serve()
 		log.Info("admin endpoint listening", "url", admin.URL(), "paths", "/metrics /healthz /readyz")
 	}
-	<-ctx.Done()
+	var failed error
+	select {
+	case <-ctx.Done():
+	case failed = <-w.Failed():
+		log.Error("worker cannot go on; stopping", "err", failed)
+	}
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), cfg.ShutdownTimeout+5*time.Second)
 	defer cancelStop()
 	stopAll(stopCtx)
-	return nil
+	return failed
 }
 
 func sinksTestCmd(ctx context.Context, args []string, stdout io.Writer) error {
