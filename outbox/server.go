@@ -6,9 +6,12 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -61,6 +64,9 @@ type Server struct {
 	listen    string
 	listening bool // from the start: clustered
 	self      Credentials
+	// diskFull is set when the server reports a write that found the disk
+	// full (see DiskFull).
+	diskFull *atomic.Bool
 }
 
 // StartServer starts the embedded server without its client listener: only
@@ -91,6 +97,13 @@ func StartServer(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*Serv
 		MaxPayload:   cfg.MaxPayload,
 		NoSigs:       true, // the worker handles signals and shuts down in order
 		DontListen:   true, // until Listen
+		// JetStream's default store limit is 75% of the space free when the
+		// server starts: a worker restarted while its outbox holds a large
+		// backlog could then refuse its own streams, just when they hold
+		// the most undelivered events. The filesystem's size does not
+		// shrink as the outbox fills; a disk that really fills is handled
+		// where the write fails.
+		JetStreamMaxStore: filesystemSize(cfg.DataDir),
 	}
 	if cfg.Cluster.Name != "" {
 		if err := clusterOptions(opts, cfg.Cluster); err != nil {
@@ -111,7 +124,8 @@ func StartServer(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*Serv
 	if err != nil {
 		return nil, fmt.Errorf("configure embedded outbox: %w", err)
 	}
-	ns.SetLoggerV2(&natsLogger{log: log.With("component", "nats")}, false, false, false)
+	diskFull := &atomic.Bool{}
+	ns.SetLoggerV2(&natsLogger{log: log.With("component", "nats"), diskFull: diskFull}, false, false, false)
 	go ns.Start()
 	wait := 10 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
@@ -121,7 +135,7 @@ func StartServer(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*Serv
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded outbox did not start within %s", wait)
 	}
-	return &Server{ns: ns, listen: cfg.Listen, listening: !opts.DontListen, self: cfg.Self}, nil
+	return &Server{ns: ns, listen: cfg.Listen, listening: !opts.DontListen, self: cfg.Self, diskFull: diskFull}, nil
 }
 
 // clusterOptions adds the cluster's routes. A clustered server listens for
@@ -203,12 +217,42 @@ func (s *Server) Shutdown() {
 	s.ns.WaitForShutdown()
 }
 
-// natsLogger routes the server's log lines into slog.
-type natsLogger struct{ log *slog.Logger }
+// DiskFull reports whether the server has failed a write because the disk
+// was full since it started. JetStream then keeps that stream's store
+// failed, refusing every write, until the server restarts; the server only
+// says so in its log.
+func (s *Server) DiskFull() bool { return s.diskFull.Load() }
+
+// natsLogger routes the server's log lines into slog, and notes the ones
+// that say a write found the disk full.
+type natsLogger struct {
+	log      *slog.Logger
+	diskFull *atomic.Bool
+}
+
+func (l *natsLogger) note(msg string) string {
+	if strings.Contains(msg, syscall.ENOSPC.Error()) {
+		l.diskFull.Store(true)
+	}
+	return msg
+}
 
 func (l *natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l *natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l *natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Warnf(format string, v ...any)   { l.log.Warn(l.note(fmt.Sprintf(format, v...))) }
+func (l *natsLogger) Fatalf(format string, v ...any)  { l.log.Error(l.note(fmt.Sprintf(format, v...))) }
+func (l *natsLogger) Errorf(format string, v ...any)  { l.log.Error(l.note(fmt.Sprintf(format, v...))) }
 func (l *natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *natsLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+
+// filesystemSize is the size of the filesystem that holds dir (made if
+// missing), or 0 (JetStream's default) when it cannot be read.
+func filesystemSize(dir string) int64 {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return 0
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &fs); err != nil {
+		return 0
+	}
+	return int64(fs.Blocks) * int64(fs.Bsize)
+}

@@ -551,7 +551,6 @@ func (w *Worker) trim(ctx context.Context) {
 	if err != nil {
 		if ctx.Err() == nil {
 			w.log.Warn("trim delivered events from the outbox", "err", err)
-			w.checkStoreFailure(err)
 		}
 		return
 	}

@@ -1,12 +1,8 @@
 package worker
 
 import (
-	"errors"
 	"fmt"
-	"strings"
 	"syscall"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Failed delivers the error that stops the worker for good: it cannot go
@@ -25,19 +21,19 @@ func (w *Worker) fail(err error) {
 // worth reopening.
 const minFreeToReopen = 1 << 20
 
-// checkStoreFailure looks at an error the embedded outbox answered a write
-// with. JetStream marks a stream's store failed at the first write that
-// finds the disk full, and refuses every write after it, even once there is
-// room again, until the server reopens it: the worker asks for a restart
-// as soon as data_dir has room again. Until then it keeps delivering what
-// the outbox holds.
-func (w *Worker) checkStoreFailure(err error) {
-	var api *jetstream.APIError
-	if w.server == nil || !errors.As(err, &api) || !strings.Contains(api.Description, syscall.ENOSPC.Error()) {
+// checkStoreFailure asks for a restart once the embedded outbox has failed
+// a write on a full disk and data_dir has room again. JetStream marks a
+// stream's store failed at the first write that finds the disk full and
+// refuses every write after it, even once there is room, until the server
+// reopens it. Until then the worker keeps delivering what the outbox holds.
+// It runs every trim tick, whatever failed: a producer's emit, a dead
+// letter, the attempt log or the trim.
+func (w *Worker) checkStoreFailure() {
+	if w.server == nil || !w.server.DiskFull() {
 		return
 	}
 	var fs syscall.Statfs_t
-	if syscall.Statfs(w.cfg.DataDir, &fs) != nil || int64(fs.Bavail)*fs.Bsize < minFreeToReopen {
+	if syscall.Statfs(w.cfg.DataDir, &fs) != nil || int64(fs.Bavail)*int64(fs.Bsize) < minFreeToReopen {
 		return
 	}
 	w.fail(fmt.Errorf("the outbox's store in %s failed on a full disk, and there is room again: JetStream reopens it only when the worker restarts, so it stops here for its supervisor to start it again", w.cfg.DataDir))

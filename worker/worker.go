@@ -317,6 +317,7 @@ func (w *Worker) maintainOutbox(ctx context.Context) {
 			return
 		case <-trim.C:
 			w.trim(ctx)
+			w.checkStoreFailure()
 		case <-expiry.C:
 			w.checkExpiry(ctx)
 		case <-heartbeat.C:

@@ -251,7 +251,7 @@ func TestChaosReceiverHiccup(t *testing.T) {
 	rcv := testutil.NewReceiver(t)
 	rcv.Answer(func(d testutil.Delivery, _ int) (int, http.Header) {
 		mu.Lock()
-		if len(accepted) == hiccupAt && hiccupUntil.IsZero() {
+		if len(accepted) >= hiccupAt && hiccupUntil.IsZero() {
 			hiccupUntil = time.Now().Add(hiccup)
 		}
 		until := hiccupUntil
