@@ -21,6 +21,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
@@ -301,6 +302,22 @@ func checkConfig(t *testing.T, o objects, replicas int32, tls bool) {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("worker check on the ConfigMap's courier.yaml: %v\n%s\n%s", err, out, text)
+	}
+}
+
+// TestDefaultVolumeHoldsTheOutbox: a worker whose data_dir cannot hold
+// outbox.max_bytes refuses to start, so the defaults must leave the volume
+// room for it and for what shares it (dead letters, attempt log, event log).
+func TestDefaultVolumeHoldsTheOutbox(t *testing.T) {
+	o := render(t, nil)
+	m := regexp.MustCompile(`(?m)^\s*max_bytes: (\d+)GiB$`).FindStringSubmatch(o.configMaps[0].Data["courier.yaml"])
+	if m == nil {
+		t.Fatalf("no max_bytes in GiB in the default courier.yaml")
+	}
+	maxBytes := resource.MustParse(m[1] + "Gi")
+	claim := o.sts.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests[corev1.ResourceStorage]
+	if need := maxBytes.Value() * 5 / 4; claim.Value() < need {
+		t.Errorf("the default volume (%s) leaves no room beside outbox.max_bytes (%s): want at least %d bytes", claim.String(), maxBytes.String(), need)
 	}
 }
 

@@ -170,6 +170,9 @@ func (s *Stack) prometheusConfig(target string) (string, error) {
 		return "", fmt.Errorf("deploy/prometheus/prometheus.yml no longer lists %s; update the observe harness", compose)
 	}
 	text = strings.Replace(text, compose, fmt.Sprintf("[%q]", target), 1)
+	if !strings.Contains(text, "scrape_interval: 5s") {
+		return "", errors.New("deploy/prometheus/prometheus.yml no longer says scrape_interval: 5s; update the observe harness, which scrapes every second")
+	}
 	text = strings.Replace(text, "scrape_interval: 5s", "scrape_interval: 1s", 1)
 	text = strings.ReplaceAll(text, "alerts.yml", filepath.Join(s.Repo, "deploy/prometheus/alerts.yml"))
 	path := filepath.Join(s.Dir, "prometheus.yml")
