@@ -133,6 +133,23 @@ func (b *breaker) waitProbe(ctx context.Context) (open bool) {
 	}
 }
 
+// waitClosed waits up to d for the open circuit to close, or ctx to end.
+func (b *breaker) waitClosed(ctx context.Context, d time.Duration) {
+	b.mu.Lock()
+	open, closed := b.open, b.closed
+	b.mu.Unlock()
+	if !open {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-closed:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
 // state reports whether the circuit is open and, if so, when to probe.
 func (b *breaker) state() (open bool, probeAt time.Time) {
 	b.mu.Lock()

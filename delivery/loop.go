@@ -234,6 +234,11 @@ func (l *Loop) probe(runCtx, attemptCtx context.Context, wg *sync.WaitGroup, slo
 		if l.cfg.Ordered {
 			if key := eventKey(msg.Data()); key != "" {
 				l.dispatchOrdered(runCtx, attemptCtx, key, msg, wg, slots)
+				// Its key's worker attempts it; wait as long as an attempt
+				// may take (or until it closes the circuit) rather than
+				// fetch another probe at once, which against an endpoint
+				// that hangs fetched one event after another.
+				l.brk.waitClosed(runCtx, l.cfg.Timeout+time.Second)
 				continue
 			}
 		}
