@@ -85,7 +85,17 @@ package_tools() {
 	install rpm
 }
 
+# The partition scenario puts nodes in network namespaces of its own.
+netns_tools() {
+	if command -v ip >/dev/null 2>&1; then
+		echo "services: iproute2 is installed"
+		return
+	fi
+	install iproute2
+}
+
 rabbitmq
 postgres
 chromium_browser
 package_tools
+netns_tools
