@@ -112,8 +112,8 @@ const errCodeStorageExceeded jetstream.ErrorCode = 10047
 func streamSetupError(stream, setting string, maxBytes int64, err error) error {
 	var api *jetstream.APIError
 	if errors.As(err, &api) && api.ErrorCode == errCodeStorageExceeded {
-		return fmt.Errorf("set up stream %s: %s (%d MiB) is more than the outbox may store in data_dir "+
-			"(75%% of its filesystem's free space when the worker started): lower %s, or give data_dir more room: %w",
+		return fmt.Errorf("set up stream %s: %s (%d MiB), with the outbox's other streams, is more than data_dir's filesystem holds: "+
+			"lower %s, or give data_dir more room: %w",
 			stream, setting, maxBytes>>20, setting, err)
 	}
 	return fmt.Errorf("set up stream %s: %w", stream, err)
