@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/internal/testutil"
 	"github.com/courierhq/courier/outbox"
 )
 
@@ -24,10 +26,7 @@ func browser(t *testing.T) context.Context {
 	if path == "" {
 		var err error
 		if path, err = exec.LookPath("chromium"); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatal("chromium is not installed (make services installs it): the console's browser tests need it")
-			}
-			t.Skip("chromium not installed; make services installs it")
+			testutil.Require(t, fmt.Errorf("the console's browser tests need chromium: %w", err))
 		}
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],

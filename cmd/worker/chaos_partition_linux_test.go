@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -46,11 +47,11 @@ func ipCmd(t *testing.T, args ...string) {
 
 func newNetLab(t *testing.T, n int) *netLab {
 	t.Helper()
-	if _, err := exec.LookPath("ip"); err != nil || os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the partition scenario needs root and iproute2 (ip): %v", err)
-		}
-		t.Skip("the partition scenario needs root and iproute2 (ip)")
+	if _, err := exec.LookPath("ip"); err != nil {
+		testutil.Require(t, fmt.Errorf("the partition scenario needs iproute2: %w", err))
+	}
+	if os.Geteuid() != 0 {
+		testutil.Require(t, errors.New("the partition scenario makes network namespaces and needs root"))
 	}
 	l := &netLab{t: t, prefix: fmt.Sprintf("cr%d", os.Getpid()%100000), host: labNet + ".100"}
 	l.hub = l.prefix + "hub"

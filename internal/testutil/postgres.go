@@ -38,10 +38,7 @@ func PostgresSchema(t testing.TB) string {
 		err = db.PingContext(ctx)
 	}
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("PostgreSQL at %s is unreachable, and CI requires it: %v", base, err)
-		}
-		t.Skipf("PostgreSQL at %s is unreachable (run scripts/services.sh): %v", base, err)
+		Require(t, fmt.Errorf("PostgreSQL at %s is unreachable: %w", base, err))
 	}
 	schema := fmt.Sprintf("courier_test_%d_%d", os.Getpid(), schemas.Add(1))
 	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
