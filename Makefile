@@ -86,7 +86,8 @@ bench:
 
 ## chaos: the fault scenarios at full size (make test runs a short version
 ## of each): the kill storm (100,000 events, 20 SIGKILLs), a receiver hiccup,
-## the endpoint down 5 minutes, RabbitMQ restarted 10 times, a SIGTERM
+## the endpoint down 5 minutes, RabbitMQ and a Kafka broker restarted 10
+## times each, a SIGTERM
 ## restart under a 1,000,000 backlog, a full disk, network partitions (30 s)
 chaos:
 	COURIER_CHAOS_EVENTS=$${COURIER_CHAOS_EVENTS:-100000} COURIER_CHAOS_KILLS=$${COURIER_CHAOS_KILLS:-20} \

@@ -25,10 +25,15 @@ import (
 )
 
 // The test binary doubles as the worker binary, so process tests run the
-// real main without a separate build step.
+// real main without a separate build step, and as the Kafka broker the
+// broker-restart scenario kills.
 func TestMain(m *testing.M) {
 	if os.Getenv("COURIER_TEST_BE_WORKER") == "1" {
 		main()
+		return
+	}
+	if spec := os.Getenv(kafkaBrokerEnv); spec != "" {
+		runKafkaBroker(spec)
 		return
 	}
 	os.Exit(m.Run())
