@@ -87,12 +87,13 @@ bench:
 ## chaos: the fault scenarios at full size (make test runs a short version
 ## of each): the kill storm (100,000 events, 20 SIGKILLs), a receiver hiccup,
 ## the endpoint down 5 minutes, RabbitMQ and a Kafka broker restarted 10
-## times each, a SIGTERM
-## restart under a 1,000,000 backlog, a full disk, network partitions (30 s)
+## times each, a SIGTERM restart under a 1,000,000 backlog, a full disk,
+## network partitions (30 s), 10 power losses
 chaos:
 	COURIER_CHAOS_EVENTS=$${COURIER_CHAOS_EVENTS:-100000} COURIER_CHAOS_KILLS=$${COURIER_CHAOS_KILLS:-20} \
 	COURIER_CHAOS_DOWN=$${COURIER_CHAOS_DOWN:-5m} COURIER_CHAOS_BACKLOG=$${COURIER_CHAOS_BACKLOG:-1000000} \
 	COURIER_CHAOS_RESTARTS=$${COURIER_CHAOS_RESTARTS:-10} COURIER_CHAOS_CUT=$${COURIER_CHAOS_CUT:-30s} \
+	COURIER_CHAOS_POWERLOSSES=$${COURIER_CHAOS_POWERLOSSES:-10} \
 		$(GO) test -count=1 -timeout 60m -run '^TestChaos' -v ./cmd/worker/
 
 ## observe: a worker beside a real Jaeger and a real Prometheus (built from
