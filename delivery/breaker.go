@@ -13,7 +13,7 @@ import (
 // endpoint with one event at a growing interval (ProbeInitial doubling up to
 // ProbeMax) until one succeeds. Events waiting meanwhile spend no attempts,
 // so an outage shorter than retry.max_age dead-letters nothing.
-// Failures 0 turns the breaker off.
+// A negative Failures turns the breaker off; 0 means the default, 5.
 type BreakerConfig struct {
 	Failures     int           `yaml:"failures"`
 	ProbeInitial time.Duration `yaml:"probe_initial"`

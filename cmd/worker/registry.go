@@ -66,7 +66,11 @@ func sinksAddCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if *events != "" {
 			m["events"] = strings.Split(*events, ",")
 		}
-		if *format != "" {
+		switch *format {
+		case "":
+		case "cloudevents-binary": // shorthand for the two settings
+			m["format"], m["cloudevents_mode"] = "cloudevents", "binary"
+		default:
 			m["format"] = *format
 		}
 		var err error

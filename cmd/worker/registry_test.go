@@ -82,6 +82,25 @@ func TestSinksAddListDelChangeTheRunningNode(t *testing.T) {
 	wantRuntimeError(t, cli(t, "sinks", "del", "--config", d.cfg, "hook"), "no such sink: hook")
 }
 
+// --format cloudevents-binary, which the flag's help offers, is format
+// cloudevents with cloudevents_mode binary: attributes in ce- headers.
+func TestSinksAddCloudEventsBinary(t *testing.T) {
+	d := startDLQNode(t)
+	hook := testutil.NewReceiver(t)
+	r := cli(t, "sinks", "add", "--config", d.cfg, "ce", hook.URL(), "--format", "cloudevents-binary")
+	if r.err != nil {
+		t.Fatalf("sinks add --format cloudevents-binary: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	testutil.Eventually(t, waitFor, func() bool { return d.node.Loop("ce") != nil }, "node runs the added sink")
+	if _, err := d.node.Publisher(t).Emit(context.Background(), event.Envelope{ID: "ce-1", Type: "VM.CREATE"}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, waitFor, func() bool { return hook.Distinct() == 1 }, "the sink received the event")
+	if got := hook.Requests()[0].Header.Get("ce-id"); got != "ce-1" {
+		t.Errorf("ce-id header = %q, want ce-1 (binary mode)", got)
+	}
+}
+
 func TestConfigSetGetResetApplyOnTheRunningNode(t *testing.T) {
 	d := startDLQNode(t)
 	r := cli(t, "config", "get", "--config", d.cfg)
