@@ -912,6 +912,9 @@ func (s Sink) validate(d SinkDefaults) error {
 	if err := s.Retry.Validate(); err != nil {
 		return err
 	}
+	if err := s.CircuitBreaker.Validate(); err != nil {
+		return err
+	}
 	if s.Retry.MaxAge >= outboxMaxAge {
 		// Otherwise the outbox could drop an event this sink still owes
 		// before it is dead-lettered.

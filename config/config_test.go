@@ -316,6 +316,16 @@ func TestParseRejectsInvalidConfigs(t *testing.T) {
 			want: []string{"max_attempt"},
 		},
 		{
+			name: "circuit breaker probing faster at its slowest than at first",
+			in:   webhookSink("    circuit_breaker: {probe_initial: 10s, probe_max: 1s}\n"),
+			want: []string{"circuit_breaker.probe_max", "probe_initial"},
+		},
+		{
+			name: "negative probe interval",
+			in:   webhookSink("    circuit_breaker: {probe_initial: -1s}\n"),
+			want: []string{"circuit_breaker.probe_initial"},
+		},
+		{
 			name: "unknown sink type",
 			in:   "sinks:\n  - name: k\n    type: sqs\n",
 			want: []string{`unknown type "sqs"`, `"k"`, "line 2"},

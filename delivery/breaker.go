@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -39,6 +40,19 @@ func (c BreakerConfig) WithDefaults() BreakerConfig {
 		c.ProbeMax = DefaultProbeMax
 	}
 	return c
+}
+
+// Validate reports settings the breaker cannot work with, once the
+// defaults are filled in.
+func (c BreakerConfig) Validate() error {
+	c = c.WithDefaults()
+	switch {
+	case c.ProbeInitial < 0:
+		return fmt.Errorf("circuit_breaker.probe_initial must be positive, got %s", c.ProbeInitial)
+	case c.ProbeMax < c.ProbeInitial:
+		return fmt.Errorf("circuit_breaker.probe_max (%s) must not be below circuit_breaker.probe_initial (%s)", c.ProbeMax, c.ProbeInitial)
+	}
+	return nil
 }
 
 // breaker is one sink's circuit.

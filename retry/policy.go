@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"gopkg.in/yaml.v3"
 )
 
 // Policy is a sink's retry schedule.
@@ -22,8 +23,34 @@ type Policy struct {
 	// it was stored.
 	MaxAge time.Duration `yaml:"max_age"`
 	// Jitter spreads retries of events that failed together, as a fraction of
-	// the delay (0.5 means ±50%).
+	// the delay (0.5 means ±50%). Zero takes the default unless the YAML
+	// said "jitter: 0" (see UnmarshalYAML), or NoJitter is set.
 	Jitter float64 `yaml:"jitter"`
+	// NoJitter makes a zero Jitter mean none rather than the default.
+	NoJitter bool `yaml:"-"`
+}
+
+// UnmarshalYAML decodes a policy strictly, noting a "jitter: 0" written
+// out, so that an operator can turn jitter off although 0 is the zero
+// value every other field reads as "the default".
+func (p *Policy) UnmarshalYAML(node *yaml.Node) error {
+	type plain Policy
+	var v plain
+	if err := node.Decode(&v); err != nil {
+		return err
+	}
+	*p = Policy(v)
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		key := node.Content[i]
+		switch key.Value {
+		case "initial", "multiplier", "max_interval", "max_attempts", "max_age":
+		case "jitter":
+			p.NoJitter = p.Jitter == 0
+		default:
+			return fmt.Errorf("line %d: unknown key %q in retry (initial, multiplier, max_interval, max_attempts, max_age, jitter)", key.Line, key.Value)
+		}
+	}
+	return nil
 }
 
 // DefaultPolicy retries for about two and a half days over 25 attempts
@@ -62,7 +89,7 @@ func (p Policy) WithDefaultsFrom(d Policy) Policy {
 	if p.MaxAge == 0 {
 		p.MaxAge = d.MaxAge
 	}
-	if p.Jitter == 0 {
+	if p.Jitter == 0 && !p.NoJitter {
 		p.Jitter = d.Jitter
 	}
 	return p

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/courierhq/courier/retry"
 )
 
@@ -236,5 +238,33 @@ func TestValidate(t *testing.T) {
 				t.Errorf("Validate() = %q, want it to name %s", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// "jitter: 0" turns jitter off; leaving it out takes the default. Any
+// other key is refused, as everywhere else in the configuration.
+func TestJitterZeroFromYAML(t *testing.T) {
+	var off, unset retry.Policy
+	if err := yaml.Unmarshal([]byte("initial: 1s\njitter: 0\n"), &off); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal([]byte("initial: 1s\n"), &unset); err != nil {
+		t.Fatal(err)
+	}
+	if got := off.WithDefaults().Jitter; got != 0 {
+		t.Errorf("jitter: 0 gave jitter %g, want 0", got)
+	}
+	if got := unset.WithDefaults().Jitter; got != retry.DefaultPolicy().Jitter {
+		t.Errorf("no jitter key gave %g, want the default %g", got, retry.DefaultPolicy().Jitter)
+	}
+	for i := range 20 {
+		if d := off.WithDefaults().Delay(1); d != time.Second {
+			t.Fatalf("try %d: delay %s with jitter off, want exactly 1s", i, d)
+		}
+	}
+	var typo retry.Policy
+	err := yaml.Unmarshal([]byte("initial: 1s\njiter: 0.1\n"), &typo)
+	if err == nil || !strings.Contains(err.Error(), `unknown key "jiter"`) {
+		t.Errorf("a misspelled key: %v", err)
 	}
 }
