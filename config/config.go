@@ -498,7 +498,7 @@ func Load(path string) (*File, error) {
 func Parse(b []byte, lookupEnv func(string) (string, bool)) (*File, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err != nil {
-		return nil, friendlyYAMLError(err)
+		return nil, flowEnvHint(b, friendlyYAMLError(err))
 	}
 	var (
 		f       File
@@ -719,6 +719,35 @@ func inPath(path string) string {
 		return ""
 	}
 	return " in " + path
+}
+
+var (
+	yamlErrorLine = regexp.MustCompile(`^line (\d+):`)
+	unquotedEnv   = regexp.MustCompile(`[:,\[]\s*\$\{`)
+)
+
+// flowEnvHint explains the likeliest cause of a YAML syntax error in a
+// Courier file: an unquoted ${NAME} inside {...}, where YAML reads "{" as
+// the start of another mapping. yaml.v3 numbers the lines of such errors
+// from 0, so the line it names and the next are looked at, and the message
+// names the right one.
+func flowEnvHint(src []byte, err error) error {
+	m := yamlErrorLine.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	n, _ := strconv.Atoi(m[1])
+	lines := strings.Split(string(src), "\n")
+	for _, i := range []int{n, n - 1} {
+		if i < 0 || i >= len(lines) {
+			continue
+		}
+		if l := lines[i]; strings.Contains(l, "{") && unquotedEnv.MatchString(l) {
+			rest := strings.TrimPrefix(err.Error(), m[0])
+			return fmt.Errorf(`line %d:%s (inside {...} quote each ${NAME}: password: "${NAME}")`, i+1, rest)
+		}
+	}
+	return err
 }
 
 func friendlyYAMLError(err error) error {

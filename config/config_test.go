@@ -301,6 +301,11 @@ func TestParseRejectsInvalidConfigs(t *testing.T) {
 			want: []string{"ingest.max_body_bytes", "outbox.max_event_size"},
 		},
 		{
+			name: "unquoted ${NAME} in a flow mapping",
+			in:   "outbox:\n  auth: {user: courier, password: ${PW}}\n",
+			want: []string{"line 2", `quote each ${NAME}`},
+		},
+		{
 			name: "unknown key in a section",
 			in:   "outbox:\n  listen: 127.0.0.1:1\n  max_size: 1GiB\n",
 			want: []string{"max_size", "line 3"},
