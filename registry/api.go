@@ -56,6 +56,9 @@ func (r *Registry) Views(ctx context.Context) ([]SinkView, error) {
 	return out, nil
 }
 
+// AdminOff is what the admin API answers while no token is set.
+const AdminOff = "the admin API is off: set admin.token or admin.token_file in the worker's configuration"
+
 // Handler serves the admin API under /v1/, every request authenticated by
 // a bearer token compared in constant time. With an empty token the API is
 // off and says how to turn it on.
@@ -142,22 +145,7 @@ func (r *Registry) Handler(token string) http.Handler {
 		}
 		reply(w, map[string]string{"reset": req.PathValue("name")}, nil)
 	})
-	return requireToken(token, mux)
-}
-
-func requireToken(token string, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if token == "" {
-			replyError(w, http.StatusForbidden, errors.New("the admin API is off: set admin.token or admin.token_file in the worker's configuration"))
-			return
-		}
-		if got, ok := bearer.FromRequest(req); !ok || !bearer.Equal(got, token) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="courier"`)
-			replyError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token"))
-			return
-		}
-		next.ServeHTTP(w, req)
-	})
+	return bearer.Require(token, AdminOff, mux)
 }
 
 // sameName refuses a PUT whose body names another sink than its path.

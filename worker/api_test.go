@@ -1,12 +1,14 @@
 package worker_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/courierhq/courier/internal/testutil"
+	"github.com/courierhq/courier/status"
 )
 
 func apiCall(h http.Handler, method, path, token, body string) (int, string) {
@@ -76,5 +78,39 @@ func TestAdminAPIIsOffWithoutToken(t *testing.T) {
 	n := testutil.StartNode(t, "node_id: no-api\n", nil)
 	if code, body := apiCall(n.AdminHandler(), "GET", "/v1/sinks", "anything", ""); code != http.StatusForbidden || !strings.Contains(body, "admin.token") {
 		t.Errorf("API without a configured token: %d %s, want 403 saying how to turn it on", code, body)
+	}
+}
+
+// GET /v1/status is what worker status --json prints: every node, up or
+// not, and every sink's state and backlog. It takes the admin token: an
+// event-log account token does not open it.
+func TestAdminAPIServesStatus(t *testing.T) {
+	rcv := testutil.NewReceiver(t)
+	const token, acme = "0123456789abcdef-test-token", "acme-account-token-0123456789"
+	n := testutil.StartNode(t, "node_id: status-node\nadmin:\n  token: ${ADMIN_TOKEN}\n  account_tokens: {acme: \"${ACME}\"}\nsinks:\n"+sinkYAML("audit", rcv.URL(), ""),
+		map[string]string{"ADMIN_TOKEN": token, "ACME": acme})
+	h := n.AdminHandler()
+	for _, tok := range []string{"", acme} {
+		if code, body := apiCall(h, "GET", "/v1/status", tok, ""); code != http.StatusUnauthorized {
+			t.Errorf("status with token %q: %d %s, want 401", tok, code, body)
+		}
+	}
+	var report status.Report
+	testutil.Eventually(t, waitFor, func() bool {
+		code, body := apiCall(h, "GET", "/v1/status", token, "")
+		if code != http.StatusOK {
+			t.Fatalf("status: %d %s", code, body)
+		}
+		report = status.Report{}
+		if err := json.Unmarshal([]byte(body), &report); err != nil {
+			t.Fatalf("status body %s: %v", body, err)
+		}
+		return len(report.Nodes) == 1
+	}, "the node's first heartbeat in the status")
+	if nd := report.Nodes[0]; nd.Node != "status-node" || !nd.Up || nd.Worker() != "running" {
+		t.Errorf("node %+v: want status-node up and running", nd)
+	}
+	if len(report.Sinks) != 1 || report.Sinks[0].Sink != "audit" || report.Sinks[0].State != status.StateEnabled {
+		t.Errorf("sinks %+v: want audit, enabled", report.Sinks)
 	}
 }

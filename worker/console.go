@@ -12,6 +12,7 @@ import (
 	"github.com/courierhq/courier/eventlog"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/registry"
+	"github.com/courierhq/courier/status"
 )
 
 // rateWindow is the span of the console's delivery and failure rates.
@@ -53,8 +54,8 @@ func (b consoleBackend) Overview(ctx context.Context) (console.Overview, error) 
 		return ov, fmt.Errorf("read the nodes' heartbeats: %w", err)
 	}
 	now := time.Now()
-	for _, n := range nodes {
-		ov.Nodes = append(ov.Nodes, console.Node{Name: n.Node, Up: n.Up(now, 3*HeartbeatInterval), Stopped: n.Stopped,
+	for _, n := range status.Nodes(nodes, now) {
+		ov.Nodes = append(ov.Nodes, console.Node{Name: n.Node, Up: n.Up, Stopped: n.Stopped,
 			LastSeen: now.Sub(n.Heartbeat), Version: n.Version, EventLogLag: n.EventLogLag})
 	}
 	ov.Sinks, err = b.sinks(ctx, nodes)
@@ -92,7 +93,7 @@ func (b consoleBackend) sinks(ctx context.Context, nodes []outbox.NodeInfo) ([]c
 	for i, v := range views {
 		names[i] = v.Name
 	}
-	statuses, err := SinkStatuses(ctx, b.w.js, names, nodes)
+	statuses, err := status.Sinks(ctx, b.w.js, names, nodes)
 	if err != nil {
 		return nil, fmt.Errorf("read the sinks' state: %w", err)
 	}

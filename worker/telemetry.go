@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -15,6 +16,8 @@ import (
 	"github.com/courierhq/courier/eventlog"
 	"github.com/courierhq/courier/internal/bearer"
 	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/registry"
+	"github.com/courierhq/courier/status"
 )
 
 // tracer is the provider for spans, nil when tracing is off (sinks then skip
@@ -99,8 +102,8 @@ func (w *Worker) registerGauges(dlq *outbox.DeadLetters) error {
 			o.ObserveInt64(disabled, boolInt(l.Stats().Disabled.Load()), sink)
 			o.ObserveInt64(circuit, boolInt(l.Stats().CircuitOpen.Load()), sink)
 			if c, err := w.js.Consumer(ctx, outbox.StreamEvents, delivery.ConsumerName(name)); err == nil {
-				info := c.CachedInfo()
-				o.ObserveInt64(pending, int64(info.NumPending)+int64(info.NumAckPending), sink)
+				waiting, inFlight := status.Backlog(c.CachedInfo())
+				o.ObserveInt64(pending, int64(waiting)+int64(inFlight), sink)
 			}
 			if n, err := dlq.Count(ctx, name); err == nil {
 				o.ObserveInt64(dead, int64(n), sink)
@@ -114,6 +117,26 @@ func (w *Worker) registerGauges(dlq *outbox.DeadLetters) error {
 	return nil
 }
 
+// serveStatus answers GET /v1/status: what worker status --json prints.
+func (w *Worker) serveStatus(rw http.ResponseWriter, r *http.Request) {
+	rw.Header().Set("Content-Type", "application/json")
+	recs, err := w.reg.Records(r.Context())
+	var report status.Report
+	if err == nil {
+		names := make([]string, len(recs))
+		for i, rec := range recs {
+			names[i] = rec.Name
+		}
+		report, err = status.Read(r.Context(), w.js, names)
+	}
+	if err != nil {
+		rw.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(rw).Encode(map[string]string{"error": err.Error()})
+		return
+	}
+	_ = json.NewEncoder(rw).Encode(report)
+}
+
 // AdminHandler serves /metrics, /healthz (the process answers), /readyz
 // (the outbox is reachable and every sink's consumer is bound) and, with a
 // token, the admin API under /v1/ and the web console at /.
@@ -125,6 +148,7 @@ func (w *Worker) AdminHandler() http.Handler {
 	// The token was read at start (worker.Start fails without it).
 	if w.reg != nil {
 		mux.Handle("/v1/", w.reg.Handler(w.apiToken))
+		mux.Handle("GET /v1/status", bearer.Require(w.apiToken, registry.AdminOff, http.HandlerFunc(w.serveStatus)))
 	}
 	events := eventlog.Handler(w.EventLogDo, w.authenticate)
 	mux.Handle("/v1/events", events)

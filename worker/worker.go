@@ -34,6 +34,7 @@ import (
 	"github.com/courierhq/courier/sinks/kafka"
 	"github.com/courierhq/courier/sinks/webhook"
 	"github.com/courierhq/courier/spool"
+	"github.com/courierhq/courier/status"
 )
 
 // Worker is a running node.
@@ -266,10 +267,6 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 // misses those attempts in its event log.
 const AttemptLogMaxAge = 24 * time.Hour
 
-// HeartbeatInterval is how often a node reports itself; `worker status`
-// shows a node DOWN after three missed beats.
-const HeartbeatInterval = 5 * time.Second
-
 // beat reports this node in the nodes bucket.
 func (w *Worker) beat(ctx context.Context, stopped bool) {
 	info := outbox.NodeInfo{Node: w.cfg.NodeID, URL: w.url, Version: w.version, Started: w.started,
@@ -307,7 +304,7 @@ const trimInterval = time.Second
 func (w *Worker) maintainOutbox(ctx context.Context) {
 	trim := time.NewTicker(trimInterval)
 	defer trim.Stop()
-	heartbeat := time.NewTicker(HeartbeatInterval)
+	heartbeat := time.NewTicker(status.HeartbeatInterval)
 	defer heartbeat.Stop()
 	expiry := time.NewTicker(w.expiryCheck)
 	defer expiry.Stop()

@@ -6,9 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/courierhq/courier/worker"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,9 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/testutil"
 	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/status"
 )
 
 const cliWait = 20 * time.Second
@@ -693,7 +694,7 @@ func TestStatusShowsNodesUpOrDownAndEachSinksBacklog(t *testing.T) {
 	}
 	var out string
 	// The sink's last error reaches the table with the node's next heartbeat.
-	testutil.Eventually(t, 3*worker.HeartbeatInterval, func() bool {
+	testutil.Eventually(t, 3*status.HeartbeatInterval, func() bool {
 		r := cli(t, "status", "--config", d.cfg)
 		out = r.stdout
 		return r.err == nil && strings.Contains(out, "status 400")

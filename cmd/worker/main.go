@@ -26,6 +26,7 @@ import (
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/registry"
+	"github.com/courierhq/courier/status"
 	"github.com/courierhq/courier/worker"
 )
 
@@ -499,48 +500,29 @@ func statusCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer closeFn()
-	nodes, err := outbox.OpenNodes(ctx, js)
+	report, err := status.Read(ctx, js, definedSinks(ctx, cfg, js))
 	if err != nil {
 		return err
 	}
-	list, err := nodes.List(ctx)
-	if err != nil {
-		return err
-	}
-	sinks, err := worker.SinkStatuses(ctx, js, definedSinks(ctx, cfg, js), list)
-	if err != nil {
-		return err
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(report)
 	}
 	now := time.Now()
-	within := 3 * worker.HeartbeatInterval
-	if *asJSON {
-		type nodeStatus struct {
-			outbox.NodeInfo
-			Up bool `json:"up"`
-		}
-		var ns []nodeStatus
-		for _, n := range list {
-			ns = append(ns, nodeStatus{n, n.Up(now, within)})
-		}
-		return json.NewEncoder(stdout).Encode(map[string]any{"nodes": ns, "sinks": sinks})
-	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tNODE STATUS\tWORKER STATUS\tLAST SEEN\tVERSION\tEVENT LOG LAG")
-	for _, n := range list {
-		status, running := "DOWN", "stopped"
-		if n.Up(now, within) {
-			status, running = "UP", "running"
-		} else if !n.Stopped {
-			running = "not reporting"
+	for _, n := range report.Nodes {
+		up := "DOWN"
+		if n.Up {
+			up = "UP"
 		}
 		lag := "off"
 		if n.EventLogLag != nil {
 			lag = fmt.Sprintf("%d events", *n.EventLogLag)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\t%s\n", n.Node, status, running, now.Sub(n.Heartbeat).Round(time.Second), n.Version, lag)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\t%s\n", n.Node, up, n.Worker(), now.Sub(n.Heartbeat).Round(time.Second), n.Version, lag)
 	}
 	fmt.Fprintln(tw, "\nSINK\tSTATE\tPENDING\tIN FLIGHT\tDEAD LETTERS\tLAST ERROR")
-	for _, r := range sinks {
+	for _, r := range report.Sinks {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", r.Sink, r.State, r.Pending, r.InFlight, r.DeadLetters, r.LastError)
 	}
 	return tw.Flush()

@@ -5,6 +5,7 @@ package bearer
 
 import (
 	"crypto/subtle"
+	"encoding/json"
 	"net"
 	"net/http"
 	"strconv"
@@ -29,6 +30,30 @@ func FromRequest(r *http.Request) (string, bool) {
 // Equal compares tokens in constant time.
 func Equal(got, want string) bool {
 	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// Require admits only the requests that carry token, answering the others
+// 401 with a JSON error. With an empty token the endpoint is off: it
+// answers 403 with off, which should say how to turn it on.
+func Require(token, off string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if token == "" {
+			replyError(w, http.StatusForbidden, off)
+			return
+		}
+		if got, ok := FromRequest(req); !ok || !Equal(got, token) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="courier"`)
+			replyError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		next.ServeHTTP(w, req)
+	})
+}
+
+func replyError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }
 
 // Throttle limits how often one address may be told its token is wrong:
