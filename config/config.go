@@ -23,6 +23,7 @@ import (
 	"github.com/courierhq/courier/retry"
 	"github.com/courierhq/courier/sinks"
 	"github.com/courierhq/courier/sinks/amqp"
+	"github.com/courierhq/courier/sinks/handler"
 	"github.com/courierhq/courier/sinks/kafka"
 	"github.com/courierhq/courier/sinks/webhook"
 )
@@ -328,6 +329,7 @@ type Sink struct {
 	Webhook *webhook.Config
 	AMQP    *amqp.Config
 	Kafka   *kafka.Config
+	Handler *handler.Config
 	// Source is the sink's definition as written, ${ENV} references not
 	// expanded: what the replicated sink registry stores, so a secret
 	// given as ${NAME} is looked up on each node and never replicated.
@@ -435,15 +437,25 @@ func (s *Sink) applyDefaults(d SinkDefaults) {
 // AttemptTimeout bounds one delivery attempt: the sink's own timeout,
 // backed up by a second.
 func (s Sink) AttemptTimeout() time.Duration {
-	switch {
-	case s.Webhook != nil:
-		return s.Webhook.Timeout + time.Second
-	case s.AMQP != nil:
-		return s.AMQP.Timeout + time.Second
-	case s.Kafka != nil:
-		return s.Kafka.Timeout + time.Second
+	if k := s.Settings(); k != nil {
+		return k.AttemptTimeout() + time.Second
 	}
 	return time.Minute
+}
+
+// Settings is the sink's kind's own part (nil before it is decoded).
+func (s Sink) Settings() sinks.Settings {
+	switch {
+	case s.Webhook != nil:
+		return s.Webhook
+	case s.AMQP != nil:
+		return s.AMQP
+	case s.Kafka != nil:
+		return s.Kafka
+	case s.Handler != nil:
+		return s.Handler
+	}
+	return nil
 }
 
 // AckWait is the sink's consumer ack wait: how long JetStream waits for a
@@ -633,10 +645,20 @@ func decodeSink(n *yaml.Node) (Sink, error) {
 		}
 		kc := v.Config.WithDefaults()
 		return Sink{SinkCommon: v.SinkCommon, Kafka: &kc}, nil
+	case sinks.KindHandler:
+		var v struct {
+			SinkCommon     `yaml:",inline"`
+			handler.Config `yaml:",inline"`
+		}
+		if err := decodeStrict(n, &v); err != nil {
+			return Sink{}, fmt.Errorf("sink %q: %w", head.Name, err)
+		}
+		hc := v.Config.WithDefaults()
+		return Sink{SinkCommon: v.SinkCommon, Handler: &hc}, nil
 	case "":
-		return Sink{}, fmt.Errorf("sink %q (line %d): type is required (webhook, amqp or kafka)", head.Name, n.Line)
+		return Sink{}, fmt.Errorf("sink %q (line %d): type is required (webhook, amqp, kafka or handler)", head.Name, n.Line)
 	}
-	return Sink{}, fmt.Errorf("sink %q (line %d): unknown type %q (known: webhook, amqp, kafka)", head.Name, n.Line, head.Type)
+	return Sink{}, fmt.Errorf("sink %q (line %d): unknown type %q (known: webhook, amqp, kafka, handler)", head.Name, n.Line, head.Type)
 }
 
 // decodeStrict decodes n into v, refusing keys v has no field for and
@@ -949,20 +971,19 @@ func (s Sink) validate(d SinkDefaults) error {
 		// before it is dead-lettered.
 		return fmt.Errorf("retry.max_age (%s) must be below outbox.max_age (%s)", s.Retry.MaxAge, outboxMaxAge)
 	}
-	switch {
-	case s.Webhook != nil:
-		if err := s.Webhook.Validate(); err != nil {
-			return err
-		}
+	k := s.Settings()
+	if k == nil {
+		return nil
+	}
+	if err := k.Validate(); err != nil {
+		return err
+	}
+	if s.Webhook != nil {
 		u, err := url.Parse(s.Webhook.URL)
 		if err != nil {
 			return fmt.Errorf("url: %w", err)
 		}
 		return d.Webhook.CheckURL(u)
-	case s.AMQP != nil:
-		return s.AMQP.Validate()
-	case s.Kafka != nil:
-		return s.Kafka.Validate()
 	}
 	return nil
 }
@@ -1004,13 +1025,8 @@ func (s SinkCommon) RateLimit() (perSecond float64, burst int, err error) {
 
 // Target is where the sink delivers, safe to show in listings.
 func (s Sink) Target() string {
-	switch {
-	case s.Webhook != nil:
-		return s.Webhook.Target()
-	case s.AMQP != nil:
-		return s.AMQP.Target()
-	case s.Kafka != nil:
-		return s.Kafka.Target()
+	if k := s.Settings(); k != nil {
+		return k.Target()
 	}
 	return ""
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"time"
 
 	"github.com/courierhq/courier/event"
 )
@@ -22,11 +23,24 @@ type Sink interface {
 	Close(ctx context.Context) error
 }
 
+// Settings is a kind's own part of a sink's configuration, with defaults
+// filled in.
+type Settings interface {
+	// Target is where the sink delivers, safe to show (no credentials).
+	Target() string
+	// AttemptTimeout is how long one Send may take.
+	AttemptTimeout() time.Duration
+	// Validate reports settings the kind cannot work with.
+	Validate() error
+}
+
 // Kinds of sink Courier knows.
 const (
 	KindWebhook = "webhook"
 	KindAMQP    = "amqp"
 	KindKafka   = "kafka"
+	// KindHandler is a Go function of the program that embeds the worker.
+	KindHandler = "handler"
 )
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

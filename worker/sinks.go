@@ -143,7 +143,7 @@ func (w *Worker) startSink(ctx context.Context, sc config.Sink) (*runningSink, e
 	if err != nil {
 		return nil, fmt.Errorf("open consumer of sink %s: %w", sc.Name, err)
 	}
-	sink, err := BuildSink(sc, w.version, w.tracer(), w.guard)
+	sink, err := BuildSink(sc, w.version, w.tracer(), w.guard, w.handlers)
 	if err != nil {
 		return nil, err
 	}

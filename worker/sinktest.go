@@ -20,9 +20,11 @@ type TestResult struct {
 }
 
 // SendTestEvent builds the sink and sends it one COURIER_TEST event, as
-// gluster-eventsapi webhook-test does; nothing goes through the outbox.
+// gluster-eventsapi webhook-test does; nothing goes through the outbox. A
+// handler sink cannot be tested this way: its function lives in the
+// program that runs the worker.
 func SendTestEvent(ctx context.Context, sc config.Sink, node, version string, guard *netguard.Guard) TestResult {
-	sink, err := BuildSink(sc, version, nil, guard)
+	sink, err := BuildSink(sc, version, nil, guard, nil)
 	if err != nil {
 		return TestResult{Err: err, Kind: retry.Permanent}
 	}

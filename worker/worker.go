@@ -31,6 +31,7 @@ import (
 	"github.com/courierhq/courier/registry"
 	"github.com/courierhq/courier/sinks"
 	"github.com/courierhq/courier/sinks/amqp"
+	"github.com/courierhq/courier/sinks/handler"
 	"github.com/courierhq/courier/sinks/kafka"
 	"github.com/courierhq/courier/sinks/webhook"
 	"github.com/courierhq/courier/spool"
@@ -78,6 +79,8 @@ type Worker struct {
 	throttle *bearer.Throttle
 	// connOpts are the worker's credentials for its outbox connections.
 	connOpts []nats.Option
+	// handlers are the program's functions sinks of type handler name.
+	handlers map[string]handler.Func
 }
 
 // Option adjusts a Worker.
@@ -94,6 +97,19 @@ func WithParkAfter(d time.Duration) Option { return func(w *Worker) { w.parkAfte
 // WithLogLevel lets the log-level setting (worker config set log-level)
 // change the node's log level live.
 func WithLogLevel(v *slog.LevelVar) Option { return func(w *Worker) { w.logLevel = v } }
+
+// WithHandler registers fn under name for sinks of type handler: a sink
+// with "handler: name" delivers each event by calling fn, with the same
+// retries, dead letters, ordering and tracing as any sink (see package
+// sinks/handler). Register the same names on every node.
+func WithHandler(name string, fn handler.Func) Option {
+	return func(w *Worker) {
+		if w.handlers == nil {
+			w.handlers = map[string]handler.Func{}
+		}
+		w.handlers[name] = fn
+	}
+}
 
 // WithExpiryCheck sets how often the outbox is checked for events that
 // expired before every sink confirmed them (default 30s).
@@ -503,7 +519,7 @@ func Limits(cfg *config.File) outbox.Limits {
 // BuildSink constructs the sink a configuration entry describes. tp, when
 // not nil, receives the sink's client spans; guard is what webhooks may
 // reach (nil: public addresses only).
-func BuildSink(sc config.Sink, version string, tp trace.TracerProvider, guard *netguard.Guard) (sinks.Sink, error) {
+func BuildSink(sc config.Sink, version string, tp trace.TracerProvider, guard *netguard.Guard, handlers map[string]handler.Func) (sinks.Sink, error) {
 	format, err := event.ParseFormat(sc.Format)
 	if err != nil {
 		return nil, err
@@ -527,6 +543,12 @@ func BuildSink(sc config.Sink, version string, tp trace.TracerProvider, guard *n
 			opts = append(opts, kafka.WithTracerProvider(tp))
 		}
 		return kafka.New(*sc.Kafka, format, sc.Concurrency, version, opts...)
+	case sc.Handler != nil:
+		var opts []handler.Option
+		if tp != nil {
+			opts = append(opts, handler.WithTracerProvider(tp))
+		}
+		return handler.New(*sc.Handler, handlers[sc.Handler.Handler], opts...)
 	}
 	return nil, fmt.Errorf("sink %s: unknown type %q", sc.Name, sc.Type)
 }

@@ -101,6 +101,9 @@ func (c Config) WithDefaults() Config {
 // WithDefaults still refuses to drop unroutable events.
 func (c Config) mandatory() bool { return c.Mandatory == nil || *c.Mandatory }
 
+// AttemptTimeout is the timeout: one Send takes no longer.
+func (c Config) AttemptTimeout() time.Duration { return c.Timeout }
+
 // Validate checks the configuration once, before any event is sent. Its
 // errors never contain the URL's password.
 func (c Config) Validate() error {

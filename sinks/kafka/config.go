@@ -117,6 +117,9 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// AttemptTimeout is the timeout: one Send takes no longer.
+func (c Config) AttemptTimeout() time.Duration { return c.Timeout }
+
 // Validate checks the configuration once, before any event is sent. It does
 // not contact the brokers: the worker must start while Kafka is down. No
 // error it returns contains the SASL password.

@@ -56,6 +56,9 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// AttemptTimeout is the timeout: one Send takes no longer.
+func (c Config) AttemptTimeout() time.Duration { return c.Timeout }
+
 // Validate checks the configuration once, before any event is sent.
 func (c Config) Validate() error {
 	u, err := url.Parse(c.URL)
