@@ -33,10 +33,14 @@ func chaosDuration(t *testing.T, name string, def time.Duration) time.Duration {
 }
 
 // orderedReceiver is a webhook that is down (503) while down is set, and
-// otherwise accepts, checking that each key's events arrive in order.
+// otherwise accepts, checking that each key's events arrive in order. With
+// hang set, being down means holding each request unanswered until the
+// endpoint is back.
 type orderedReceiver struct {
 	mu         sync.Mutex
+	hang       bool
 	down       bool
+	up         chan struct{} // closed when the endpoint is back
 	downTries  int
 	accepted   map[string]bool
 	lastSeq    map[string]int
@@ -54,6 +58,12 @@ func (o *orderedReceiver) answer(d testutil.Delivery, _ int) (int, http.Header) 
 	}
 	if o.down {
 		o.downTries++
+		if o.hang {
+			up := o.up
+			o.mu.Unlock()
+			<-up // the sink gave up on this request long ago
+			o.mu.Lock()
+		}
 		return http.StatusServiceUnavailable, nil
 	}
 	if o.accepted[d.ID] {
@@ -73,8 +83,13 @@ func (o *orderedReceiver) answer(d testutil.Delivery, _ int) (int, http.Header) 
 
 func (o *orderedReceiver) setDown(down bool) {
 	o.mu.Lock()
+	defer o.mu.Unlock()
+	if down && !o.down {
+		o.up = make(chan struct{})
+	} else if !down && o.down {
+		close(o.up)
+	}
 	o.down = down
-	o.mu.Unlock()
 }
 
 func (o *orderedReceiver) delivered() int {
@@ -83,8 +98,8 @@ func (o *orderedReceiver) delivered() int {
 	return len(o.accepted)
 }
 
-// TestChaosEndpointDown: the webhook is down (503) for a while under a
-// steady 50 events/s on 10 keys, to a sink with ordering: key. Nothing is
+// TestChaosEndpointDown: the webhook is down for a while, answering 503 or
+// not answering at all (hanging), under a steady 50 events/s on 10 keys, to a sink with ordering: key. Nothing is
 // dead-lettered, the circuit breaker keeps the attempts during the outage
 // low, and once the endpoint is back every event arrives, each key's in
 // order. make chaos keeps it down 5 minutes (COURIER_CHAOS_DOWN); make
@@ -94,9 +109,16 @@ func TestChaosEndpointDown(t *testing.T) {
 		t.Skip("chaos scenario skipped with -short")
 	}
 	down := chaosDuration(t, "COURIER_CHAOS_DOWN", 15*time.Second)
+	t.Run("503", func(t *testing.T) { endpointDown(t, down, false) })
+	// A hanging endpoint costs the sink its timeout per attempt, and holds
+	// a connection each: the breaker must still keep them few.
+	t.Run("hanging", func(t *testing.T) { endpointDown(t, down, true) })
+}
+
+func endpointDown(t *testing.T, down time.Duration, hang bool) {
 	const keys, perSecond = 10, 50
 	rcv := testutil.NewReceiver(t)
-	o := &orderedReceiver{accepted: map[string]bool{}, lastSeq: map[string]int{}}
+	o := &orderedReceiver{hang: hang, accepted: map[string]bool{}, lastSeq: map[string]int{}}
 	rcv.Answer(o.answer)
 	dir := t.TempDir()
 	port := freePort(t)
@@ -162,8 +184,12 @@ sinks:
 	o.mu.Lock()
 	tries, disorder := o.downTries, o.outOfOrder
 	o.mu.Unlock()
-	t.Logf("chaos endpoint-down: %d events/s on %d keys, webhook down %s; emitted %d, delivered %d, lost %d, dead-lettered %d, attempts while down %d (%d events arrived meanwhile), out of order %d; everything delivered %s after it came back",
-		perSecond, keys, down, total, o.delivered(), total-o.delivered(), strings.Count(r.stdout, "\n"), tries, int(down.Seconds())*perSecond, len(disorder), drained.Round(time.Millisecond))
+	how := "503"
+	if hang {
+		how = "hanging"
+	}
+	t.Logf("chaos endpoint-down (%s): %d events/s on %d keys, webhook down %s; emitted %d, delivered %d, lost %d, dead-lettered %d, attempts while down %d (%d events arrived meanwhile), out of order %d; everything delivered %s after it came back",
+		how, perSecond, keys, down, total, o.delivered(), total-o.delivered(), strings.Count(r.stdout, "\n"), tries, int(down.Seconds())*perSecond, len(disorder), drained.Round(time.Millisecond))
 	if strings.TrimSpace(r.stdout) != "" {
 		t.Errorf("events were dead-lettered during the outage:\n%s", r.stdout)
 	}
