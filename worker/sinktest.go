@@ -3,12 +3,16 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/courierhq/courier/config"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/netguard"
 	"github.com/courierhq/courier/retry"
+	"github.com/courierhq/courier/sinks/handler"
 )
 
 // TestResult is the outcome of one test event sent to a sink.
@@ -21,10 +25,9 @@ type TestResult struct {
 
 // SendTestEvent builds the sink and sends it one COURIER_TEST event, as
 // gluster-eventsapi webhook-test does; nothing goes through the outbox. A
-// handler sink cannot be tested this way: its function lives in the
-// program that runs the worker.
-func SendTestEvent(ctx context.Context, sc config.Sink, node, version string, guard *netguard.Guard) TestResult {
-	sink, err := BuildSink(sc, version, nil, guard, nil)
+// handler sink can be tested only where its function is (handlers).
+func SendTestEvent(ctx context.Context, sc config.Sink, node, version string, guard *netguard.Guard, handlers map[string]handler.Func) TestResult {
+	sink, err := BuildSink(sc, version, nil, guard, handlers)
 	if err != nil {
 		return TestResult{Err: err, Kind: retry.Permanent}
 	}
@@ -40,4 +43,109 @@ func SendTestEvent(ctx context.Context, sc config.Sink, node, version string, gu
 		res.Kind = retry.Classify(err).Kind
 	}
 	return res
+}
+
+// SubjectSinkTest is where operator commands ask every node to test a
+// sink, as gluster-eventsapi webhook-test asks every peer: a destination
+// one node reaches may be out of another's reach. Producers may not
+// publish on it (outbox auth lets them publish events only).
+const SubjectSinkTest = "courier.control.sink-test"
+
+// SinkTestReply is one node's answer.
+type SinkTestReply struct {
+	Node    string `json:"node"`
+	Sink    string `json:"sink"`
+	OK      bool   `json:"ok"`
+	EventID string `json:"event_id,omitempty"`
+	Took    string `json:"took,omitempty"`
+	Kind    string `json:"kind,omitempty"` // when not OK: retryable or permanent
+	Error   string `json:"error,omitempty"`
+	// Down is set by the asker for a node down, which was not asked.
+	Down bool `json:"down,omitempty"`
+}
+
+type sinkTestRequest struct {
+	Sink string `json:"sink"`
+}
+
+// answerSinkTests has this node answer every sink-test request with a
+// test event sent from here, through the sink as this node runs it (its
+// own secrets, webhook policy and handlers).
+func (w *Worker) answerSinkTests() error {
+	_, err := w.nc.Subscribe(SubjectSinkTest, func(m *nats.Msg) {
+		go w.answerSinkTest(m) // a slow sink must not hold up other requests
+	})
+	if err != nil {
+		return fmt.Errorf("answer sink tests: %w", err)
+	}
+	return nil
+}
+
+func (w *Worker) answerSinkTest(m *nats.Msg) {
+	reply := SinkTestReply{Node: w.cfg.NodeID}
+	var req sinkTestRequest
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		reply.Error = fmt.Sprintf("bad request: %v", err)
+	} else if sc, ok := w.runningConfig(req.Sink); !ok {
+		reply.Sink, reply.Error = req.Sink, "this node does not run the sink (its log and worker status say why)"
+	} else {
+		reply.Sink = req.Sink
+		ctx, cancel := context.WithTimeout(context.Background(), sc.AttemptTimeout())
+		res := SendTestEvent(ctx, sc, w.cfg.NodeID, w.version, w.guard, w.handlers)
+		cancel()
+		reply.EventID, reply.Took, reply.OK = res.EventID, res.Took.String(), res.Err == nil
+		if res.Err != nil {
+			reply.Kind, reply.Error = res.Kind.String(), res.Err.Error()
+		}
+	}
+	b, _ := json.Marshal(reply)
+	_ = m.Respond(b)
+}
+
+// runningConfig is the definition this node runs sink under.
+func (w *Worker) runningConfig(sink string) (config.Sink, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if r := w.running[sink]; r != nil {
+		return r.cfg, true
+	}
+	return config.Sink{}, false
+}
+
+// AskSinkTest asks every node's worker to test sink and returns the
+// answers that arrive within wait, sooner once every node in expect
+// answered.
+func AskSinkTest(ctx context.Context, nc *nats.Conn, sink string, expect []string, wait time.Duration) ([]SinkTestReply, error) {
+	req, err := json.Marshal(sinkTestRequest{Sink: sink})
+	if err != nil {
+		return nil, err
+	}
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, fmt.Errorf("ask the nodes: %w", err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest(SubjectSinkTest, inbox, req); err != nil {
+		return nil, fmt.Errorf("ask the nodes: %w", err)
+	}
+	pending := map[string]bool{}
+	for _, n := range expect {
+		pending[n] = true
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	var out []SinkTestReply
+	for len(pending) > 0 || len(expect) == 0 {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			break // the wait is over: whoever did not answer is reported as such
+		}
+		var r SinkTestReply
+		if json.Unmarshal(m.Data, &r) == nil {
+			out = append(out, r)
+			delete(pending, r.Node)
+		}
+	}
+	return out, nil
 }

@@ -225,6 +225,9 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 			}
 		}
 	}
+	if err := w.answerSinkTests(); err != nil {
+		return nil, err
+	}
 	if err := w.registerGauges(w.deps.dlq); err != nil {
 		return nil, err
 	}

@@ -285,20 +285,107 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 func sinksTestCmd(ctx context.Context, args []string, stdout io.Writer) error {
-	cfg, sc, policy, err := namedSink(ctx, "sinks test", args)
+	var asJSON *bool
+	cfg, sc, policy, err := namedSink(ctx, "sinks test", args, func(fs *flag.FlagSet) {
+		asJSON = fs.Bool("json", false, "print JSON lines, one per node")
+	})
 	if err != nil {
 		return err
 	}
-	res := worker.SendTestEvent(ctx, *sc, cfg.NodeID, version, netguard.NewGuard(policy))
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tSINK\tRESULT")
-	if res.Err != nil {
-		fmt.Fprintf(tw, "%s\t%s\tFAILED (%s, %s): %v\n", cfg.NodeID, sc.Name, res.Kind, res.Took, res.Err)
-		_ = tw.Flush()
-		return fmt.Errorf("sink %s did not accept the test event", sc.Name)
+	rows, err := sinkTestRows(ctx, cfg, *sc, policy)
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(tw, "%s\t%s\tOK (%s, event %s)\n", cfg.NodeID, sc.Name, res.Took, res.EventID)
-	return tw.Flush()
+	failed := 0
+	for _, r := range rows {
+		if !r.OK && !r.Down { // a node down is listed, not counted as failed
+			failed++
+		}
+	}
+	if *asJSON {
+		if err := printJSONLines(stdout, rows); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tSINK\tRESULT")
+		for _, r := range rows {
+			switch {
+			case r.OK:
+				fmt.Fprintf(tw, "%s\t%s\tOK (%s, event %s)\n", r.Node, r.Sink, r.Took, r.EventID)
+			case r.Kind != "":
+				fmt.Fprintf(tw, "%s\t%s\tFAILED (%s, %s): %s\n", r.Node, r.Sink, r.Kind, r.Took, r.Error)
+			default:
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Node, r.Sink, r.Error)
+			}
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("sink %s did not accept the test event on %d of the nodes asked", sc.Name, failed)
+	}
+	return nil
+}
+
+// sinkTestRows asks every node up to send the sink a test event, and lists
+// the nodes down as such. Without a running worker to ask, the test event
+// goes from here.
+func sinkTestRows(ctx context.Context, cfg *config.File, sc config.Sink, policy netguard.Policy) ([]worker.SinkTestReply, error) {
+	local := func() []worker.SinkTestReply {
+		res := worker.SendTestEvent(ctx, sc, cfg.NodeID, version, netguard.NewGuard(policy), nil)
+		r := worker.SinkTestReply{Node: cfg.NodeID, Sink: sc.Name, OK: res.Err == nil, EventID: res.EventID, Took: res.Took.String()}
+		if res.Err != nil {
+			r.Kind, r.Error = res.Kind.String(), res.Err.Error()
+		}
+		return []worker.SinkTestReply{r}
+	}
+	nc, err := connectOutbox(ctx, cfg)
+	if err != nil {
+		return local(), nil
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("open JetStream: %w", err)
+	}
+	report, err := status.Read(ctx, js, nil)
+	var up []string
+	for _, n := range report.Nodes {
+		if n.Up {
+			up = append(up, n.Node)
+		}
+	}
+	if err != nil || len(up) == 0 {
+		return local(), nil
+	}
+	wait := sc.AttemptTimeout() + 2*time.Second
+	replies, err := worker.AskSinkTest(ctx, nc, sc.Name, up, wait)
+	if err != nil {
+		return nil, err
+	}
+	byNode := map[string]worker.SinkTestReply{}
+	for _, r := range replies {
+		byNode[r.Node] = r
+	}
+	var rows []worker.SinkTestReply
+	for _, n := range report.Nodes {
+		r, answered := byNode[n.Node]
+		switch {
+		case answered:
+		case n.Up:
+			r = worker.SinkTestReply{Node: n.Node, Sink: sc.Name, Error: fmt.Sprintf("NO ANSWER within %s", wait)}
+		default:
+			r = worker.SinkTestReply{Node: n.Node, Sink: sc.Name, Error: "DOWN (not asked)", Down: true}
+		}
+		rows = append(rows, r)
+		delete(byNode, n.Node)
+	}
+	for _, r := range byNode { // a node that answered before its first heartbeat
+		rows = append(rows, r)
+	}
+	return rows, nil
 }
 
 // deadLetters loads the configuration and connects to its outbox for the
@@ -357,8 +444,11 @@ func connectOutbox(ctx context.Context, cfg *config.File) (*nats.Conn, error) {
 // returns the configuration, that sink and what webhooks may reach: from
 // the registry and its settings when the outbox is reachable (sinks added
 // at run time included), else from the file.
-func namedSink(ctx context.Context, command string, args []string) (*config.File, *config.Sink, netguard.Policy, error) {
+func namedSink(ctx context.Context, command string, args []string, extraFlags ...func(*flag.FlagSet)) (*config.File, *config.Sink, netguard.Policy, error) {
 	fs, cfgPath := newFlags(command)
+	for _, add := range extraFlags {
+		add(fs)
+	}
 	if err := parse(fs, args); err != nil {
 		return nil, nil, netguard.Policy{}, err
 	}
