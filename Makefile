@@ -105,7 +105,7 @@ observe:
 ## observe-test: the same as a test: traces in Jaeger's query API, every
 ## panel with data in Prometheus, exemplars, and the alert rules (promtool)
 observe-test:
-	cd tools/observe && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m -v ./...
+	cd tools/observe && $(GO) vet ./... && $(GO) test -count=1 -timeout 60m -v ./...
 
 ## bench-quick: every benchmark once, and a short Courier-vs-Watermill run,
 ## as a smoke test (completion with 0 lost, never a speed)
