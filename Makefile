@@ -85,7 +85,8 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./eventlog/
 
 ## chaos: the fault scenarios at full size (make test runs a short version
-## of each): the kill storm (100,000 events, 20 SIGKILLs), a receiver hiccup,
+## of each): the kill storm (100,000 events, 20 SIGKILLs), 20 SIGKILLs under
+## HTTP ingest, a receiver hiccup,
 ## the endpoint down 5 minutes, RabbitMQ and a Kafka broker restarted 10
 ## times each, a SIGTERM restart under a 1,000,000 backlog, a full disk,
 ## network partitions (30 s), 10 power losses
