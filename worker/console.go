@@ -161,7 +161,7 @@ func (b consoleBackend) TestSink(ctx context.Context, name string) (console.Test
 	}
 	ctx, cancel := context.WithTimeout(ctx, sinks[i].AttemptTimeout())
 	defer cancel()
-	res := SendTestEvent(ctx, sinks[i], b.w.cfg.NodeID, b.w.version, b.w.guard, b.w.handlers)
+	res := SendTestEvent(ctx, sinks[i], b.w.cfg.NodeID, b.w.version, b.w.guard)
 	out := console.TestOutcome{EventID: res.EventID, Took: res.Took}
 	if res.Err != nil {
 		out.Error, out.Kind = res.Err.Error(), res.Kind.String()

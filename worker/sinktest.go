@@ -3,7 +3,9 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -12,7 +14,6 @@ import (
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/netguard"
 	"github.com/courierhq/courier/retry"
-	"github.com/courierhq/courier/sinks/handler"
 )
 
 // TestResult is the outcome of one test event sent to a sink.
@@ -24,10 +25,12 @@ type TestResult struct {
 }
 
 // SendTestEvent builds the sink and sends it one COURIER_TEST event, as
-// gluster-eventsapi webhook-test does; nothing goes through the outbox. A
-// handler sink can be tested only where its function is (handlers).
-func SendTestEvent(ctx context.Context, sc config.Sink, node, version string, guard *netguard.Guard, handlers map[string]handler.Func) TestResult {
-	sink, err := BuildSink(sc, version, nil, guard, handlers)
+// gluster-eventsapi webhook-test does; nothing goes through the outbox.
+func SendTestEvent(ctx context.Context, sc config.Sink, node, version string, guard *netguard.Guard) TestResult {
+	if sc.Handler != nil {
+		return TestResult{Kind: retry.Permanent, Err: errors.New("a handler sink is not sent test events: one would reach the program's own function")}
+	}
+	sink, err := BuildSink(sc, version, nil, guard, nil)
 	if err != nil {
 		return TestResult{Err: err, Kind: retry.Permanent}
 	}
@@ -47,8 +50,10 @@ func SendTestEvent(ctx context.Context, sc config.Sink, node, version string, gu
 
 // SubjectSinkTest is where operator commands ask every node to test a
 // sink, as gluster-eventsapi webhook-test asks every peer: a destination
-// one node reaches may be out of another's reach. Producers may not
-// publish on it (outbox auth lets them publish events only).
+// one node reaches may be out of another's reach. With outbox.auth,
+// producers may not publish on it (they may publish events only); without
+// it, whoever reaches the outbox's port may, as they may do everything
+// else there, so each node answers at most maxSinkTests at once.
 const SubjectSinkTest = "courier.control.sink-test"
 
 // SinkTestReply is one node's answer.
@@ -68,20 +73,52 @@ type sinkTestRequest struct {
 	Sink string `json:"sink"`
 }
 
+// maxSinkTests bounds the test events a node sends at once.
+const maxSinkTests = 4
+
 // answerSinkTests has this node answer every sink-test request with a
 // test event sent from here, through the sink as this node runs it (its
-// own secrets, webhook policy and handlers).
-func (w *Worker) answerSinkTests() error {
-	_, err := w.nc.Subscribe(SubjectSinkTest, func(m *nats.Msg) {
-		go w.answerSinkTest(m) // a slow sink must not hold up other requests
+// own secrets and webhook policy), until ctx ends: Shutdown waits for the
+// answers under way.
+func (w *Worker) answerSinkTests(ctx context.Context) error {
+	var (
+		mu      sync.Mutex // guards closed, and Add on answers against its Wait
+		closed  bool
+		answers sync.WaitGroup
+	)
+	slots := make(chan struct{}, maxSinkTests)
+	sub, err := w.nc.Subscribe(SubjectSinkTest, func(m *nats.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		if closed {
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			w.replySinkTest(m, SinkTestReply{Node: w.cfg.NodeID, Error: "busy: too many sink tests at once"})
+			return
+		}
+		answers.Go(func() { // a slow sink must not hold up other requests
+			defer func() { <-slots }()
+			w.answerSinkTest(ctx, m)
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("answer sink tests: %w", err)
 	}
+	w.wg.Go(func() {
+		<-ctx.Done()
+		_ = sub.Unsubscribe()
+		mu.Lock()
+		closed = true
+		mu.Unlock()
+		answers.Wait()
+	})
 	return nil
 }
 
-func (w *Worker) answerSinkTest(m *nats.Msg) {
+func (w *Worker) answerSinkTest(ctx context.Context, m *nats.Msg) {
 	reply := SinkTestReply{Node: w.cfg.NodeID}
 	var req sinkTestRequest
 	if err := json.Unmarshal(m.Data, &req); err != nil {
@@ -90,14 +127,18 @@ func (w *Worker) answerSinkTest(m *nats.Msg) {
 		reply.Sink, reply.Error = req.Sink, "this node does not run the sink (its log and worker status say why)"
 	} else {
 		reply.Sink = req.Sink
-		ctx, cancel := context.WithTimeout(context.Background(), sc.AttemptTimeout())
-		res := SendTestEvent(ctx, sc, w.cfg.NodeID, w.version, w.guard, w.handlers)
+		ctx, cancel := context.WithTimeout(ctx, sc.AttemptTimeout())
+		res := SendTestEvent(ctx, sc, w.cfg.NodeID, w.version, w.guard)
 		cancel()
 		reply.EventID, reply.Took, reply.OK = res.EventID, res.Took.String(), res.Err == nil
 		if res.Err != nil {
 			reply.Kind, reply.Error = res.Kind.String(), res.Err.Error()
 		}
 	}
+	w.replySinkTest(m, reply)
+}
+
+func (w *Worker) replySinkTest(m *nats.Msg, reply SinkTestReply) {
 	b, _ := json.Marshal(reply)
 	_ = m.Respond(b)
 }

@@ -225,7 +225,7 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 			}
 		}
 	}
-	if err := w.answerSinkTests(); err != nil {
+	if err := w.answerSinkTests(runCtx); err != nil {
 		return nil, err
 	}
 	if err := w.registerGauges(w.deps.dlq); err != nil {

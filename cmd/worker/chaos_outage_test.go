@@ -119,6 +119,7 @@ func endpointDown(t *testing.T, down time.Duration, hang bool) {
 	const keys, perSecond = 10, 50
 	rcv := testutil.NewReceiver(t)
 	o := &orderedReceiver{hang: hang, accepted: map[string]bool{}, lastSeq: map[string]int{}}
+	t.Cleanup(func() { o.setDown(false) }) // releases held requests, so the receiver can close
 	rcv.Answer(o.answer)
 	dir := t.TempDir()
 	port := freePort(t)

@@ -334,7 +334,7 @@ func sinksTestCmd(ctx context.Context, args []string, stdout io.Writer) error {
 // goes from here.
 func sinkTestRows(ctx context.Context, cfg *config.File, sc config.Sink, policy netguard.Policy) ([]worker.SinkTestReply, error) {
 	local := func() []worker.SinkTestReply {
-		res := worker.SendTestEvent(ctx, sc, cfg.NodeID, version, netguard.NewGuard(policy), nil)
+		res := worker.SendTestEvent(ctx, sc, cfg.NodeID, version, netguard.NewGuard(policy))
 		r := worker.SinkTestReply{Node: cfg.NodeID, Sink: sc.Name, OK: res.Err == nil, EventID: res.EventID, Took: res.Took.String()}
 		if res.Err != nil {
 			r.Kind, r.Error = res.Kind.String(), res.Err.Error()
@@ -453,7 +453,7 @@ func namedSink(ctx context.Context, command string, args []string, extraFlags ..
 		return nil, nil, netguard.Policy{}, err
 	}
 	if fs.NArg() != 1 {
-		return nil, nil, netguard.Policy{}, usageError{fmt.Sprintf("usage: worker %s [--config FILE] NAME", command)}
+		return nil, nil, netguard.Policy{}, usageError{fmt.Sprintf("usage: worker %s [--config FILE] [flags] NAME", command)}
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {

@@ -6,9 +6,12 @@
 // the delivery's trace.
 //
 // The program registers its functions by name when it starts the worker
-// (worker.WithHandler); a sink of type handler names one. A node whose
-// program did not register that name reports the sink as not applying
-// there and delivers nothing to it.
+// (worker.WithHandler); a sink of type handler names one. A worker whose
+// program did not register that name refuses to start when the sink is in
+// its own file, and logs the sink as not applying there (delivering
+// nothing to it) when another node defined it. worker sinks test and the
+// console's test button do not call the function: a synthetic test event
+// would reach the program's own code.
 //
 // What the function returns decides: nil is delivered; an error made with
 // retry.NewPermanent is dead-lettered at once; any other error is retried.
@@ -111,7 +114,7 @@ func New(cfg Config, fn Func, opts ...Option) (*Sink, error) {
 	return s, nil
 }
 
-// Send calls the function with a copy of e.
+// Send calls the function with a copy of e (Data included).
 func (s *Sink) Send(ctx context.Context, e *event.Envelope) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
@@ -127,7 +130,7 @@ func (s *Sink) Send(ctx context.Context, e *event.Envelope) (err error) {
 			span.End()
 		}()
 	}
-	if err = s.call(ctx, *e); err != nil {
+	if err = s.call(ctx, e.Clone()); err != nil {
 		// Unclassified, it is retried (retry.Classify).
 		return fmt.Errorf("handler %s: %w", s.cfg.Handler, err)
 	}

@@ -146,3 +146,13 @@ func TestUnregisteredOrBadName(t *testing.T) {
 		t.Error("a name with a space was accepted")
 	}
 }
+
+// Changing Data in the function changes nothing the worker holds.
+func TestDataIsCopied(t *testing.T) {
+	e := sinktest.NewEvent("e3")
+	before := string(e.Data)
+	s, _ := handler.New(handler.Config{Handler: "h"}, func(_ context.Context, got event.Envelope) error { got.Data[2] = 'X'; return nil })
+	if err := s.Send(context.Background(), e); err != nil || string(e.Data) != before {
+		t.Errorf("send: %v; the event's data is now %s, was %s", err, e.Data, before)
+	}
+}
