@@ -107,7 +107,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	case "sinks":
 		if len(rest) > 0 && rest[0] == "test" {
-			return sinksTestCmd(ctx, rest[1:], stdout)
+			return sinksTestCmd(ctx, rest[1:], stdout, stderr)
 		}
 		if len(rest) > 0 && (rest[0] == "enable" || rest[0] == "disable") {
 			return sinksStateCmd(ctx, rest[0] == "disable", rest[1:], stdout)
@@ -284,7 +284,7 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	return failed
 }
 
-func sinksTestCmd(ctx context.Context, args []string, stdout io.Writer) error {
+func sinksTestCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var asJSON *bool
 	cfg, sc, policy, err := namedSink(ctx, "sinks test", args, func(fs *flag.FlagSet) {
 		asJSON = fs.Bool("json", false, "print JSON lines, one per node")
@@ -292,7 +292,7 @@ func sinksTestCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rows, err := sinkTestRows(ctx, cfg, *sc, policy)
+	rows, err := sinkTestRows(ctx, cfg, *sc, policy, stderr)
 	if err != nil {
 		return err
 	}
@@ -332,8 +332,10 @@ func sinksTestCmd(ctx context.Context, args []string, stdout io.Writer) error {
 // sinkTestRows asks every node up to send the sink a test event, and lists
 // the nodes down as such. Without a running worker to ask, the test event
 // goes from here.
-func sinkTestRows(ctx context.Context, cfg *config.File, sc config.Sink, policy netguard.Policy) ([]worker.SinkTestReply, error) {
+func sinkTestRows(ctx context.Context, cfg *config.File, sc config.Sink, policy netguard.Policy, stderr io.Writer) ([]worker.SinkTestReply, error) {
 	local := func() []worker.SinkTestReply {
+		ctx, cancel := context.WithTimeout(ctx, sc.AttemptTimeout())
+		defer cancel()
 		res := worker.SendTestEvent(ctx, sc, cfg.NodeID, version, netguard.NewGuard(policy))
 		r := worker.SinkTestReply{Node: cfg.NodeID, Sink: sc.Name, OK: res.Err == nil, EventID: res.EventID, Took: res.Took.String()}
 		if res.Err != nil {
@@ -350,17 +352,28 @@ func sinkTestRows(ctx context.Context, cfg *config.File, sc config.Sink, policy 
 	if err != nil {
 		return nil, fmt.Errorf("open JetStream: %w", err)
 	}
+	wait := sc.AttemptTimeout() + 2*time.Second
 	report, err := status.Read(ctx, js, nil)
+	if err != nil {
+		// JetStream may be electing a leader while the workers, on plain
+		// NATS, still answer: ask whoever is there, waiting the whole time
+		// as there is no list of nodes to wait for.
+		replies, askErr := worker.AskSinkTest(ctx, nc, sc.Name, nil, wait)
+		if askErr != nil || len(replies) == 0 {
+			return nil, fmt.Errorf("read which nodes are up: %w; and no node answered the test within %s", err, wait)
+		}
+		fmt.Fprintf(stderr, "worker sinks test: could not read which nodes are up (%v): the rows are the nodes that answered\n", err)
+		return replies, nil
+	}
 	var up []string
 	for _, n := range report.Nodes {
 		if n.Up {
 			up = append(up, n.Node)
 		}
 	}
-	if err != nil || len(up) == 0 {
+	if len(up) == 0 {
 		return local(), nil
 	}
-	wait := sc.AttemptTimeout() + 2*time.Second
 	replies, err := worker.AskSinkTest(ctx, nc, sc.Name, up, wait)
 	if err != nil {
 		return nil, err
