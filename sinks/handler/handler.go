@@ -23,7 +23,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"regexp"
+	"runtime"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -137,14 +140,31 @@ func (s *Sink) Send(ctx context.Context, e *event.Envelope) (err error) {
 	return nil
 }
 
-// call runs the function, turning a panic into a permanent failure.
+// call runs the function, turning a panic into a permanent failure that
+// says where it panicked: the error is all the dead letter keeps of it.
 func (s *Sink) call(ctx context.Context, e event.Envelope) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = retry.NewPermanent(fmt.Errorf("panic: %v", p))
+			err = retry.NewPermanent(fmt.Errorf("panic: %v (at %s)", p, panicSite()))
 		}
 	}()
 	return s.fn(ctx, e)
+}
+
+// panicSite is the first frame outside the runtime below a recover: the
+// line that panicked.
+func panicSite() string {
+	pcs := make([]uintptr, 32)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs)])
+	for {
+		f, more := frames.Next()
+		if !strings.HasPrefix(f.Function, "runtime.") {
+			return fmt.Sprintf("%s %s:%d", f.Function, filepath.Base(f.File), f.Line)
+		}
+		if !more {
+			return "unknown"
+		}
+	}
 }
 
 // Close does nothing: the function belongs to the program.

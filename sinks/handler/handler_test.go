@@ -126,6 +126,9 @@ func TestOutcomes(t *testing.T) {
 	if k := retry.Classify(err).Kind; k != retry.Permanent {
 		t.Errorf("a panic: %v classified %s, want permanent", err, k)
 	}
+	if !strings.Contains(err.Error(), "nil map") || !strings.Contains(err.Error(), "handler_test.go:") {
+		t.Errorf("a panic: %v, want its value and the line that panicked", err)
+	}
 	err = send(t, func(ctx context.Context, _ event.Envelope) error { <-ctx.Done(); return ctx.Err() }, 50*time.Millisecond)
 	if !errors.Is(err, context.DeadlineExceeded) || retry.Classify(err).Kind != retry.Retryable {
 		t.Errorf("past its timeout: %v, want a retryable deadline", err)
