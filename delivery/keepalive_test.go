@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"context"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,20 +17,30 @@ type progressMsg struct {
 
 func (m *progressMsg) InProgress() error { m.n.Add(1); return nil }
 
-func TestKeepAliveSignalsProgressUntilStopped(t *testing.T) {
-	m := &progressMsg{}
-	stop := keepAlive(m, 10*time.Millisecond)
+func TestKeeperSignalsProgressUntilReleased(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k := newKeeper(10 * time.Millisecond)
+	go k.run(ctx)
+	long, short := &progressMsg{}, &progressMsg{}
+	k.hold(long)
+	k.hold(short)
+	k.release(short)
 	deadline := time.Now().Add(5 * time.Second)
-	for m.n.Load() < 3 {
+	for long.n.Load() < 3 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d progress signals in 5s, want at least 3", m.n.Load())
+			t.Fatalf("%d progress signals in 5s, want at least 3", long.n.Load())
 		}
 		time.Sleep(time.Millisecond)
 	}
-	stop()
-	quiet := &progressMsg{}
-	keepAlive(quiet, time.Hour)()
-	if quiet.n.Load() != 0 {
-		t.Error("an attempt shorter than the interval sent a progress signal")
+	k.release(long)
+	if short.n.Load() != 0 {
+		t.Error("a message released before the interval got a progress signal")
+	}
+	k.mu.Lock()
+	_, still := k.held[long]
+	k.mu.Unlock()
+	if still {
+		t.Error("a released message is still kept alive")
 	}
 }

@@ -87,6 +87,7 @@ type Loop struct {
 	retries *outbox.Retries
 	brk     *breaker
 	keys    keyQueues
+	keeper  *keeper
 	lastErr atomic.Pointer[string]
 	log     *slog.Logger
 	now     func() time.Time
@@ -118,7 +119,7 @@ func NewLoop(cfg Config, cons jetstream.Consumer, dlq *outbox.DeadLetters, retri
 	}
 	cfg.Breaker = cfg.Breaker.WithDefaults()
 	return &Loop{cfg: cfg, cons: cons, dlq: dlq, retries: retries, log: log.With("sink", cfg.Name), now: time.Now, tel: tel,
-		brk: newBreaker(cfg.Breaker), keys: keyQueues{q: map[string][]jetstream.Msg{}}}, nil
+		brk: newBreaker(cfg.Breaker), keys: keyQueues{q: map[string][]jetstream.Msg{}}, keeper: newKeeper(cfg.AckWait / 3)}, nil
 }
 
 // LastError is the sink's most recent failed attempt (time and error), or
@@ -140,6 +141,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	// instead of cutting every request at once.
 	attemptCtx, cancelAttempts := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelAttempts()
+	go l.keeper.run(attemptCtx) // ends with the last attempt
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, l.cfg.Concurrency)
 	stateChanged := make(chan struct{}, 1)
@@ -294,7 +296,8 @@ func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (hol
 		l.log.Error("message without JetStream metadata; leaving it for redelivery", "err", err)
 		return 0
 	}
-	defer keepAlive(msg, l.cfg.AckWait/3)()
+	l.keeper.hold(msg)
+	defer l.keeper.release(msg)
 	env, err := event.DecodeStored(msg.Data())
 	if err != nil {
 		l.settleUndecodable(ctx, msg, md, err)
@@ -321,8 +324,10 @@ func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (hol
 	// the event's headers; the sink's own client span and the receiver's
 	// spans hang below it.
 	ctx = observability.Propagator().Extract(ctx, observability.NATSCarrier(msg.Headers()))
-	ctx, span := l.tel.tracer.Start(ctx, "process "+l.cfg.Name, trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
+	ctx, span := l.tel.tracer.Start(ctx, l.tel.spanName, l.tel.consumerSpan)
+	defer span.End()
+	if span.IsRecording() { // with tracing off (the default) none of it is kept
+		span.SetAttributes(
 			semconv.MessagingSystemKey.String("nats"),
 			semconv.MessagingOperationTypeProcess,
 			semconv.MessagingDestinationName(outbox.StreamEvents),
@@ -331,10 +336,10 @@ func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (hol
 			attribute.String("courier.sink", l.cfg.Name),
 			attribute.String("courier.event.type", env.Type),
 			attribute.Int("courier.delivery.attempt", attempt),
-		))
-	defer span.End()
-	if seq := msg.Headers().Get(outbox.ReplayedHeader); seq != "" {
-		span.AddEvent("replayed", trace.WithAttributes(attribute.String("courier.dead_letter.seq", seq)))
+		)
+		if seq := msg.Headers().Get(outbox.ReplayedHeader); seq != "" {
+			span.AddEvent("replayed", trace.WithAttributes(attribute.String("courier.dead_letter.seq", seq)))
+		}
 	}
 
 	if l.cfg.Limiter != nil {
@@ -372,7 +377,9 @@ func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (hol
 		d = Decision{Action: Retry, Delay: min(l.cfg.Policy.MaxInterval, max(lin.stored.Add(l.cfg.Policy.MaxAge).Sub(now), time.Millisecond))}
 	}
 	outcome := d.Action.outcome()
-	span.SetAttributes(attribute.String("courier.delivery.outcome", outcome))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("courier.delivery.outcome", outcome))
+	}
 	if err != nil {
 		msg := now.UTC().Format(time.RFC3339) + " " + err.Error()
 		l.lastErr.Store(&msg)

@@ -29,7 +29,11 @@ type lineage struct {
 func readLineage(msg jetstream.Msg, md *jetstream.MsgMetadata) lineage {
 	h := msg.Headers()
 	lin := lineage{stored: md.Timestamp}
-	n, err := strconv.Atoi(h.Get(outbox.HeaderAttempts))
+	v := h.Get(outbox.HeaderAttempts)
+	if v == "" { // never parked: most events, and Atoi's error allocates
+		return lin
+	}
+	n, err := strconv.Atoi(v)
 	if err != nil {
 		return lin
 	}

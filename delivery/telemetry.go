@@ -26,14 +26,23 @@ const (
 
 // telemetry is a loop's tracer and metric instruments, bound to its sink.
 type telemetry struct {
-	tracer     trace.Tracer
-	deliveries metric.Int64Counter
-	latency    metric.Float64Histogram
-	attempt    metric.Float64Histogram
+	tracer       trace.Tracer
+	spanName     string
+	consumerSpan trace.SpanStartOption
+	deliveries   metric.Int64Counter
+	latency      metric.Float64Histogram
+	attempt      metric.Float64Histogram
 	// Attribute sets made once: building a set per attempt (sorting and
 	// hashing the attributes) cost about 5% of the CPU of a backlog drain.
-	bySink    metric.MeasurementOption
-	byOutcome map[string]metric.MeasurementOption
+	// Kept as the option slices the calls take: passing one option to a
+	// variadic parameter allocated a slice per call.
+	bySink    []metric.RecordOption
+	byOutcome map[string]outcomeOptions
+}
+
+type outcomeOptions struct {
+	add    []metric.AddOption
+	record []metric.RecordOption
 }
 
 // latencyBuckets span 1 ms to a day: delivery latency includes retries.
@@ -48,12 +57,15 @@ func newTelemetry(sink string, tp trace.TracerProvider, mp metric.MeterProvider)
 	}
 	m := mp.Meter(instrumentationName)
 	t := telemetry{
-		tracer:    tp.Tracer(instrumentationName),
-		bySink:    metric.WithAttributeSet(attribute.NewSet(attribute.String("sink", sink))),
-		byOutcome: map[string]metric.MeasurementOption{},
+		tracer:       tp.Tracer(instrumentationName),
+		spanName:     "process " + sink,
+		consumerSpan: trace.WithSpanKind(trace.SpanKindConsumer),
+		bySink:       []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("sink", sink)))},
+		byOutcome:    map[string]outcomeOptions{},
 	}
 	for _, o := range []string{outcomeDelivered, outcomeRetried, outcomeDeadLettered, outcomeFiltered, outcomeInterrupted, outcomeDisabled} {
-		t.byOutcome[o] = metric.WithAttributeSet(attribute.NewSet(attribute.String("sink", sink), attribute.String("outcome", o)))
+		opt := metric.WithAttributeSet(attribute.NewSet(attribute.String("sink", sink), attribute.String("outcome", o)))
+		t.byOutcome[o] = outcomeOptions{add: []metric.AddOption{opt}, record: []metric.RecordOption{opt}}
 	}
 	var err error
 	if t.deliveries, err = m.Int64Counter("courier.deliveries",
@@ -75,16 +87,16 @@ func newTelemetry(sink string, tp trace.TracerProvider, mp metric.MeterProvider)
 }
 
 func (t telemetry) count(ctx context.Context, outcome string) {
-	t.deliveries.Add(ctx, 1, t.byOutcome[outcome])
+	t.deliveries.Add(ctx, 1, t.byOutcome[outcome].add...)
 }
 
 func (t telemetry) attemptDone(ctx context.Context, outcome string, took time.Duration) {
-	t.attempt.Record(ctx, took.Seconds(), t.byOutcome[outcome])
+	t.attempt.Record(ctx, took.Seconds(), t.byOutcome[outcome].record...)
 }
 
 // delivered records the time from the event's time to its confirmation.
 func (t telemetry) delivered(ctx context.Context, latency time.Duration) {
-	t.latency.Record(ctx, latency.Seconds(), t.bySink)
+	t.latency.Record(ctx, latency.Seconds(), t.bySink...)
 }
 
 // outcome is the action's metric label and span attribute value.

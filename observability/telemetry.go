@@ -28,15 +28,33 @@ import (
 func Propagator() propagation.TextMapPropagator { return propagation.TraceContext{} }
 
 // NATSCarrier reads trace context from NATS message headers (a nats.Header),
-// whose keys are case-sensitive, unlike HTTP's.
-func NATSCarrier(h map[string][]string) propagation.MapCarrier {
-	c := propagation.MapCarrier{}
-	for k, v := range h {
-		if len(v) > 0 {
-			c[strings.ToLower(k)] = v[0]
+// whose keys are case-sensitive, unlike HTTP's. It reads them in place:
+// copying them into a lower-cased map was three allocations per delivered
+// event, for the two keys trace context has.
+func NATSCarrier(h map[string][]string) propagation.TextMapCarrier { return natsCarrier(h) }
+
+type natsCarrier map[string][]string
+
+func (c natsCarrier) Get(key string) string {
+	if v := c[key]; len(v) > 0 { // as stored by emit: lower case
+		return v[0]
+	}
+	for k, v := range c {
+		if len(v) > 0 && strings.EqualFold(k, key) {
+			return v[0]
 		}
 	}
-	return c
+	return ""
+}
+
+func (c natsCarrier) Set(key, value string) { c[key] = []string{value} }
+
+func (c natsCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, strings.ToLower(k))
+	}
+	return keys
 }
 
 // Telemetry holds the tracer and meter providers of one process.
