@@ -357,8 +357,8 @@ func BuiltinSinkDefaults(outboxMaxAge time.Duration) SinkDefaults {
 // entry under sinks: in the file), fills defaults and validates it.
 func ParseSink(def []byte, lookupEnv func(string) (string, bool), d SinkDefaults) (Sink, error) {
 	s, err := parseSink(def, lookupEnv, d)
-	if err == nil || !envRef.Match(def) {
-		return s, err
+	if err == nil || !envRef.Match(def) || errors.Is(err, errEnvNotSet) {
+		return s, err // naming unset variables shows no value
 	}
 	// The error may quote an expanded value, which may be a secret: report
 	// the error of the definition as written instead.
@@ -601,10 +601,12 @@ func expandEnv(n *yaml.Node, lookup func(string) (string, bool)) error {
 	}
 	walk(n)
 	if len(missing) > 0 {
-		return fmt.Errorf("environment variables not set: %s", strings.Join(missing, ", "))
+		return fmt.Errorf("%w: %s", errEnvNotSet, strings.Join(missing, ", "))
 	}
 	return nil
 }
+
+var errEnvNotSet = errors.New("environment variables not set")
 
 func decodeSink(n *yaml.Node) (Sink, error) {
 	var head struct {

@@ -25,6 +25,9 @@ type NodeInfo struct {
 	Stopped   bool              `json:"stopped,omitempty"` // stopped cleanly
 	Sinks     []string          `json:"sinks,omitempty"`
 	LastError map[string]string `json:"last_error,omitempty"` // by sink
+	// Problems are the defined sinks the node does not run, and why (a
+	// definition that does not apply there, a sink that failed to start).
+	Problems map[string]string `json:"problems,omitempty"`
 	// CircuitOpen names the sinks whose circuit breaker is open on the node.
 	CircuitOpen []string `json:"circuit_open,omitempty"`
 	// EventLogLag is how many outbox events the node's event log has yet

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -60,6 +61,11 @@ type Worker struct {
 	// changed live as definitions change.
 	mu      sync.Mutex
 	running map[string]*runningSink
+	// problems are the sinks this node does not run, and why (guarded by
+	// mu): heartbeats carry them, so that sinks add can say per node.
+	problems map[string]string
+	// beatSoon asks for a heartbeat now: the sinks this node runs changed.
+	beatSoon chan struct{}
 
 	expiryCheck time.Duration
 	parkAfter   time.Duration
@@ -118,7 +124,7 @@ func WithExpiryCheck(d time.Duration) Option { return func(w *Worker) { w.expiry
 // Start brings the node up: outbox first, then one loop per sink. On error
 // everything started so far is stopped again.
 func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logger, opts ...Option) (_ *Worker, err error) {
-	w := &Worker{cfg: cfg, log: log, running: map[string]*runningSink{}, expiryCheck: 30 * time.Second, version: version, failed: make(chan error, 1)}
+	w := &Worker{cfg: cfg, log: log, running: map[string]*runningSink{}, beatSoon: make(chan struct{}, 1), expiryCheck: 30 * time.Second, version: version, failed: make(chan error, 1)}
 	policy, err := cfg.WebhookPolicy()
 	if err != nil {
 		return nil, err
@@ -270,6 +276,7 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 		defer w.wg.Done()
 		w.maintainOutbox(runCtx)
 	}()
+	w.wg.Go(func() { w.heartbeats(runCtx) })
 	if w.cfg.Ingest.On() {
 		if err := w.startIngest(ctx); err != nil {
 			return nil, err
@@ -291,6 +298,9 @@ func (w *Worker) beat(ctx context.Context, stopped bool) {
 	info := outbox.NodeInfo{Node: w.cfg.NodeID, URL: w.url, Version: w.version, Started: w.started,
 		Heartbeat: time.Now().UTC(), Stopped: stopped, LastError: map[string]string{}}
 	w.mu.Lock()
+	if len(w.problems) > 0 {
+		info.Problems = maps.Clone(w.problems)
+	}
 	for name, r := range w.running {
 		info.Sinks = append(info.Sinks, name)
 		if e := r.loop.LastError(); e != "" {
@@ -323,8 +333,6 @@ const trimInterval = time.Second
 func (w *Worker) maintainOutbox(ctx context.Context) {
 	trim := time.NewTicker(trimInterval)
 	defer trim.Stop()
-	heartbeat := time.NewTicker(status.HeartbeatInterval)
-	defer heartbeat.Stop()
 	expiry := time.NewTicker(w.expiryCheck)
 	defer expiry.Stop()
 	for {
@@ -336,9 +344,25 @@ func (w *Worker) maintainOutbox(ctx context.Context) {
 			w.checkStoreFailure()
 		case <-expiry.C:
 			w.checkExpiry(ctx)
-		case <-heartbeat.C:
-			w.beat(ctx, false)
 		}
+	}
+}
+
+// heartbeats reports this node every HeartbeatInterval, and at once when
+// the sinks it runs changed, until ctx ends. Apart from the trim: a trim
+// held up by a leader election must not hold up the heartbeat too, or the
+// node looks down.
+func (w *Worker) heartbeats(ctx context.Context) {
+	heartbeat := time.NewTicker(status.HeartbeatInterval)
+	defer heartbeat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-heartbeat.C:
+		case <-w.beatSoon:
+		}
+		w.beat(ctx, false)
 	}
 }
 

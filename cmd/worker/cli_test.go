@@ -35,7 +35,14 @@ type cliResult struct {
 func cli(t *testing.T, args ...string) cliResult {
 	t.Helper()
 	// As long as an operator would wait before running it again.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return cliWithin(t, 10*time.Second, args...)
+}
+
+// cliWithin is cli for a command given longer than an operator's patience
+// (one that waits for nodes, told to with --wait).
+func cliWithin(t *testing.T, limit time.Duration, args ...string) cliResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	err := dispatch(ctx, args, &stdout, &stderr)

@@ -3,31 +3,50 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"gopkg.in/yaml.v3"
 
 	"github.com/courierhq/courier/config"
 	"github.com/courierhq/courier/registry"
+	"github.com/courierhq/courier/status"
 )
 
 // openRegistry loads the configuration and opens the replicated sink and
 // settings buckets through the local node's outbox.
 func openRegistry(ctx context.Context, cfgPath string) (*config.File, *registry.Registry, func(), error) {
+	cfg, reg, _, closeFn, err := openRegistryJS(ctx, cfgPath)
+	return cfg, reg, closeFn, err
+}
+
+// openRegistryJS is openRegistry that also returns the JetStream it opened
+// the registry through.
+func openRegistryJS(ctx context.Context, cfgPath string) (*config.File, *registry.Registry, jetstream.JetStream, func(), error) {
 	cfg, js, closeFn, err := connectConfigured(ctx, cfgPath)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	reg, err := registry.Open(ctx, js, cfg.NodeID, cfg.BaseSettings(), cfg.Env())
 	if err != nil {
 		closeFn()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	return cfg, reg, closeFn, nil
+	return cfg, reg, js, closeFn, nil
+}
+
+// applyFlags are the flags of the commands that change a sink on every
+// node and then wait for the nodes.
+func applyFlags(fs *flag.FlagSet) (wait *time.Duration, asJSON *bool) {
+	return fs.Duration("wait", 15*time.Second, "how long to wait for every node up to apply the change (0: do not wait)"),
+		fs.Bool("json", false, "print the per-node rows as JSON lines")
 }
 
 // sinksAddCmd defines a sink on every node: from a YAML definition (-f),
@@ -40,6 +59,7 @@ func sinksAddCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	secret := fs.String("secret", "", "webhook: Standard Webhooks signing secret, whsec_... (prefer ${NAME})")
 	events := fs.String("events", "", "comma-separated event type globs (default: every event)")
 	format := fs.String("format", "", "courier, gluster, cloudevents or cloudevents-binary")
+	wait, asJSON := applyFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -78,9 +98,9 @@ func sinksAddCmd(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("encode sink definition: %w", err)
 		}
 	default:
-		return usageError{"usage: worker sinks add NAME URL [--bearer-token T] [--secret S] [--events GLOBS] [--format F] | worker sinks add -f sink.yaml [--replace]"}
+		return usageError{"usage: worker sinks add NAME URL [--bearer-token T] [--secret S] [--events GLOBS] [--format F] [--wait D] [--json] | worker sinks add -f sink.yaml [--replace] [--wait D] [--json]"}
 	}
-	cfg, reg, closeFn, err := openRegistry(ctx, *cfgPath)
+	cfg, reg, js, closeFn, err := openRegistryJS(ctx, *cfgPath)
 	if err != nil {
 		return err
 	}
@@ -89,22 +109,27 @@ func sinksAddCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return asUsage(err)
 	}
-	fmt.Fprintf(stdout, "sink %s (%s, %s) defined; every node delivers to it from now on\n", s.Name, s.Type, s.Target())
-	if inFile(cfg, s.Name) {
-		fmt.Fprintf(stdout, "note: %s also defines %s; this run-time definition takes precedence over the file's\n", *cfgPath, s.Name)
+	human := io.Writer(stdout)
+	if *asJSON {
+		human = io.Discard
 	}
-	return nil
+	fmt.Fprintf(human, "sink %s (%s, %s) defined; every node delivers to it from now on\n", s.Name, s.Type, s.Target())
+	if inFile(cfg, s.Name) {
+		fmt.Fprintf(human, "note: %s also defines %s; this run-time definition takes precedence over the file's\n", *cfgPath, s.Name)
+	}
+	return reportApplied(ctx, js, s.Name, true, *wait, *asJSON, stdout)
 }
 
 func sinksDelCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs, cfgPath := newFlags("sinks del")
+	wait, asJSON := applyFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return usageError{"usage: worker sinks del NAME"}
+		return usageError{"usage: worker sinks del [--wait D] [--json] NAME"}
 	}
-	cfg, reg, closeFn, err := openRegistry(ctx, *cfgPath)
+	cfg, reg, js, closeFn, err := openRegistryJS(ctx, *cfgPath)
 	if err != nil {
 		return err
 	}
@@ -114,11 +139,126 @@ func sinksDelCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "sink %s deleted on every node; %d events it had not received are no longer kept for it\n", name, undelivered)
+	human := io.Writer(stdout)
+	if *asJSON {
+		human = io.Discard
+	}
+	fmt.Fprintf(human, "sink %s deleted on every node; %d events it had not received are no longer kept for it\n", name, undelivered)
 	if inFile(cfg, name) {
-		fmt.Fprintf(stdout, "note: %s still defines %s: remove it there too, or it is defined again when this node restarts\n", *cfgPath, name)
+		fmt.Fprintf(human, "note: %s still defines %s: remove it there too, or it is defined again when this node restarts\n", *cfgPath, name)
+	}
+	return reportApplied(ctx, js, name, false, *wait, *asJSON, stdout)
+}
+
+// NodeApplied is one node's row after a sink was defined or deleted, as
+// gluster-eventsapi webhook-add prints one per peer.
+type NodeApplied struct {
+	Node       string `json:"node"`
+	NodeStatus string `json:"node_status"` // UP or DOWN
+	// SinkStatus is RUNNING, STOPPED, FAILED (Detail says why), WAITING
+	// (not applied within the wait) or "-" for a node down.
+	SinkStatus string `json:"sink_status"`
+	Detail     string `json:"detail,omitempty"`
+}
+
+// reportApplied waits, up to wait, until every node up runs the sink
+// (running) or no longer does, or says why it cannot, and prints a row per
+// node. Nodes down are listed, not waited for: they apply the change when
+// they start.
+func reportApplied(ctx context.Context, js jetstream.JetStream, sink string, running bool, wait time.Duration, asJSON bool, stdout io.Writer) error {
+	if wait <= 0 {
+		return nil
+	}
+	start := time.Now()
+	deadline := start.Add(wait)
+	var (
+		rows    []NodeApplied
+		readErr error
+	)
+	for {
+		readCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		report, err := status.Read(readCtx, js, nil)
+		cancel()
+		if err != nil {
+			readErr = err
+		} else {
+			var settled bool
+			if rows, settled = appliedRows(report.Nodes, sink, running); settled {
+				break
+			}
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			break
+		}
+		// A node beats as soon as it applied a change: poll its heartbeat.
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if rows == nil && readErr != nil {
+		return fmt.Errorf("the change is stored, but which nodes applied it could not be read: %w", readErr)
+	}
+	pending := 0
+	for i, r := range rows {
+		if r.SinkStatus == "" {
+			rows[i].SinkStatus, rows[i].Detail = "WAITING", fmt.Sprintf("not applied within %s (its log says why)", time.Since(start).Round(time.Second))
+		}
+		if rows[i].NodeStatus == "UP" && (rows[i].SinkStatus == "WAITING" || rows[i].SinkStatus == "FAILED") {
+			pending++
+		}
+	}
+	if asJSON {
+		if err := printJSONLines(stdout, rows); err != nil {
+			return err
+		}
+	} else if len(rows) > 0 {
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tNODE STATUS\tSINK STATUS")
+		for _, r := range rows {
+			st := r.SinkStatus
+			if r.Detail != "" {
+				st += ": " + r.Detail
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Node, r.NodeStatus, st)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if pending > 0 {
+		verb := "is not running"
+		if !running {
+			verb = "is still running"
+		}
+		return fmt.Errorf("sink %s %s on %d of the nodes up", sink, verb, pending)
 	}
 	return nil
+}
+
+// appliedRows is a row per node, with SinkStatus empty where a node up has
+// not applied the change yet; settled says whether every node up has.
+func appliedRows(nodes []status.Node, sink string, running bool) (rows []NodeApplied, settled bool) {
+	settled = true
+	for _, n := range nodes {
+		row := NodeApplied{Node: n.Node, NodeStatus: "DOWN", SinkStatus: "-"}
+		if n.Up {
+			row.NodeStatus, row.SinkStatus = "UP", ""
+			runs := slices.Contains(n.Sinks, sink)
+			switch problem := n.Problems[sink]; {
+			case running && problem != "":
+				row.SinkStatus, row.Detail = "FAILED", problem
+			case running && runs:
+				row.SinkStatus = "RUNNING"
+			case !running && !runs:
+				row.SinkStatus = "STOPPED"
+			default:
+				settled = false
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows, settled
 }
 
 // asUsage makes a refused definition or setting a usage error (exit 2);
