@@ -127,7 +127,7 @@ func sinksDelCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return usageError{"usage: worker sinks del [--wait D] [--json] NAME"}
+		return usageError{"usage: worker sinks del NAME [--wait D] [--json]"}
 	}
 	cfg, reg, js, closeFn, err := openRegistryJS(ctx, *cfgPath)
 	if err != nil {
