@@ -75,9 +75,12 @@ echo "== kill -9 node 3; emit 10 more and add a sink while it is down"
 kill -KILL "$pid_n3"
 for i in $(seq 21 30); do bin/emit --url "nats://127.0.0.1:$BASE" --type VOLUME_DELETE --data "{\"i\":$i}" >/dev/null; done
 # Right after a kill the cluster may still be electing new leaders: a
-# command that times out is simply run again.
+# command that times out is simply run again (--replace: the same
+# definition again, should the first try have stored it). It waits for
+# nodes 1 and 2 to run the sink and lists node 3 as DOWN once its last
+# heartbeat is too old.
 for attempt in 1 2 3 4 5; do
-	bin/worker sinks add --config "$DIR/n1.yaml" late "http://127.0.0.1:$RECEIVER_PORT/listen?sink=late" --events 'VOLUME_*' && break
+	bin/worker sinks add --config "$DIR/n1.yaml" late "http://127.0.0.1:$RECEIVER_PORT/listen?sink=late" --events 'VOLUME_*' --replace && break
 	[ "$attempt" -lt 5 ] || exit 1
 	sleep 2
 done

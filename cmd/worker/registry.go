@@ -45,7 +45,10 @@ func openRegistryJS(ctx context.Context, cfgPath string) (*config.File, *registr
 // applyFlags are the flags of the commands that change a sink on every
 // node and then wait for the nodes.
 func applyFlags(fs *flag.FlagSet) (wait *time.Duration, asJSON *bool) {
-	return fs.Duration("wait", 15*time.Second, "how long to wait for every node up to apply the change (0: do not wait)"),
+	// Longer than a heartbeat may be old for its node to count as up
+	// (15 s): a node killed just before the change turns DOWN within the
+	// wait, instead of holding the command up as a node that never applied.
+	return fs.Duration("wait", 20*time.Second, "how long to wait for every node up to apply the change (0: do not wait)"),
 		fs.Bool("json", false, "print the per-node rows as JSON lines")
 }
 
