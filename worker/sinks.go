@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -147,6 +148,11 @@ func (w *Worker) reconcile(ctx context.Context) map[string]error {
 	return errs
 }
 
+// errConsumerUnavailable marks a sink that did not start because its
+// consumer could not be opened: in a cluster re-forming after nodes were
+// killed, JetStream answers 503 for a while, which passes.
+var errConsumerUnavailable = errors.New("outbox unavailable")
+
 // startSink builds the sink and starts its delivery loop on the sink's
 // existing consumer. It never creates the consumer: that is the registry's
 // job, so a node cannot bring back the consumer of a sink deleted
@@ -154,7 +160,7 @@ func (w *Worker) reconcile(ctx context.Context) map[string]error {
 func (w *Worker) startSink(ctx context.Context, sc config.Sink) (*runningSink, error) {
 	cons, err := w.js.Consumer(ctx, outbox.StreamEvents, delivery.ConsumerName(sc.Name))
 	if err != nil {
-		return nil, fmt.Errorf("open consumer of sink %s: %w", sc.Name, err)
+		return nil, fmt.Errorf("%w: open consumer of sink %s: %w", errConsumerUnavailable, sc.Name, err)
 	}
 	sink, err := BuildSink(sc, w.version, w.tracer(), w.guard, w.handlers)
 	if err != nil {

@@ -220,7 +220,15 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 	var errs map[string]error
 	if err := w.untilQuorum(ctx, func(context.Context) error {
 		errs = w.reconcile(runCtx)
-		return errs["registry"]
+		if err := errs["registry"]; err != nil {
+			return err
+		}
+		for _, s := range cfg.Sinks {
+			if err := errs[s.Name]; errors.Is(err, errConsumerUnavailable) {
+				return err // the cluster is re-forming: wait, as for the quorum
+			}
+		}
+		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("read sink definitions: %w", err)
 	}
