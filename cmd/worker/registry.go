@@ -112,10 +112,7 @@ func sinksAddCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return asUsage(err)
 	}
-	human := io.Writer(stdout)
-	if *asJSON {
-		human = io.Discard
-	}
+	human := humanOutput(stdout, *asJSON)
 	fmt.Fprintf(human, "sink %s (%s, %s) defined; every node delivers to it from now on\n", s.Name, s.Type, s.Target())
 	if inFile(cfg, s.Name) {
 		fmt.Fprintf(human, "note: %s also defines %s; this run-time definition takes precedence over the file's\n", *cfgPath, s.Name)
@@ -142,15 +139,21 @@ func sinksDelCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	human := io.Writer(stdout)
-	if *asJSON {
-		human = io.Discard
-	}
+	human := humanOutput(stdout, *asJSON)
 	fmt.Fprintf(human, "sink %s deleted on every node; %d events it had not received are no longer kept for it\n", name, undelivered)
 	if inFile(cfg, name) {
 		fmt.Fprintf(human, "note: %s still defines %s: remove it there too, or it is defined again when this node restarts\n", *cfgPath, name)
 	}
 	return reportApplied(ctx, js, name, false, *wait, *asJSON, stdout)
+}
+
+// humanOutput is where a command's sentences go: nowhere with --json, whose
+// lines alone are the output.
+func humanOutput(stdout io.Writer, asJSON bool) io.Writer {
+	if asJSON {
+		return io.Discard
+	}
+	return stdout
 }
 
 // NodeApplied is one node's row after a sink was defined or deleted, as
