@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -333,6 +334,17 @@ func Get(t testing.TB, h http.Handler, path string) (int, string) {
 // servers that must know their address before they start (cluster routes).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
+	// Below the kernel's ephemeral range (32768-60999 by default): a port
+	// from it may be taken meanwhile as the local end of any outgoing
+	// connection, and a node restarted on its port then cannot listen
+	// (seen in CI: "bind: address already in use" after a SIGKILL).
+	for range 200 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("free port: %v", err)
