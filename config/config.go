@@ -22,10 +22,6 @@ import (
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/retry"
 	"github.com/courierhq/courier/sinks"
-	"github.com/courierhq/courier/sinks/amqp"
-	"github.com/courierhq/courier/sinks/handler"
-	"github.com/courierhq/courier/sinks/kafka"
-	"github.com/courierhq/courier/sinks/webhook"
 )
 
 // File is the worker's configuration.
@@ -61,7 +57,12 @@ type File struct {
 	Sinks           []Sink        `yaml:"-"`
 
 	lookupEnv func(string) (string, bool)
+	kinds     sinks.Kinds
 }
+
+// Kinds are the sink kinds the file was parsed with: sinks defined at run
+// time are of these too.
+func (f *File) Kinds() sinks.Kinds { return f.kinds }
 
 // LookupEnv is the environment the file's ${NAME} references were expanded
 // from; sink definitions from the registry are expanded from it too.
@@ -80,15 +81,19 @@ type Secrets struct {
 	AllowEnv []string `yaml:"allow_env"`
 }
 
-// Env is where sink definitions' ${NAME} references are expanded from.
+// Env is how sink definitions are read: where their ${NAME} references
+// are expanded from and the kinds their type: may name.
 type Env struct {
 	Lookup func(string) (string, bool)
 	// RuntimeAllow is what a definition made at run time may reference.
 	RuntimeAllow []string
+	Kinds        sinks.Kinds
 }
 
 // Env is the file's environment for sink definitions.
-func (f *File) Env() Env { return Env{Lookup: f.LookupEnv(), RuntimeAllow: f.Secrets.AllowEnv} }
+func (f *File) Env() Env {
+	return Env{Lookup: f.LookupEnv(), RuntimeAllow: f.Secrets.AllowEnv, Kinds: f.kinds}
+}
 
 // WebhookPolicy is what the file lets webhooks reach.
 func (f *File) WebhookPolicy() (netguard.Policy, error) {
@@ -322,14 +327,14 @@ type SinkCommon struct {
 	Retry       retry.Policy `yaml:"retry"`
 }
 
-// Sink is one configured sink: the common part and its kind's own (one of
-// the pointers is set).
+// Sink is one configured sink: the common part, its kind and the kind's
+// own settings.
 type Sink struct {
 	SinkCommon
-	Webhook *webhook.Config
-	AMQP    *amqp.Config
-	Kafka   *kafka.Config
-	Handler *handler.Config
+	Kind sinks.Kind
+	// Settings are the kind's own, decoded into what Kind.NewSettings
+	// returned, defaults filled in.
+	Settings sinks.Settings
 	// Source is the sink's definition as written, ${ENV} references not
 	// expanded: what the replicated sink registry stores, so a secret
 	// given as ${NAME} is looked up on each node and never replicated.
@@ -355,15 +360,15 @@ func BuiltinSinkDefaults(outboxMaxAge time.Duration) SinkDefaults {
 
 // ParseSink reads one sink definition (a YAML or JSON mapping, as one
 // entry under sinks: in the file), fills defaults and validates it.
-func ParseSink(def []byte, lookupEnv func(string) (string, bool), d SinkDefaults) (Sink, error) {
-	s, err := parseSink(def, lookupEnv, d)
+func ParseSink(def []byte, lookupEnv func(string) (string, bool), d SinkDefaults, kinds sinks.Kinds) (Sink, error) {
+	s, err := parseSink(def, lookupEnv, d, kinds)
 	if err == nil || !envRef.Match(def) || errors.Is(err, errEnvNotSet) {
 		return s, err // naming unset variables shows no value
 	}
 	// The error may quote an expanded value, which may be a secret: report
 	// the error of the definition as written instead.
 	asWritten := func(name string) (string, bool) { return "${" + name + "}", true }
-	if _, werr := parseSink(def, asWritten, d); werr != nil {
+	if _, werr := parseSink(def, asWritten, d, kinds); werr != nil {
 		return Sink{}, werr
 	}
 	return Sink{}, errors.New("the sink definition is invalid once its ${...} references are expanded (the values are not shown: they may be secrets)")
@@ -403,7 +408,7 @@ func CheckRuntimeEnv(def []byte, allow []string) error {
 	return fmt.Errorf("the definition references ${%s}: a sink defined at run time may expand only the variables in the worker's secrets.allow_env (%s allowed)", strings.Join(refused, "}, ${"), allowed)
 }
 
-func parseSink(def []byte, lookupEnv func(string) (string, bool), d SinkDefaults) (Sink, error) {
+func parseSink(def []byte, lookupEnv func(string) (string, bool), d SinkDefaults, kinds sinks.Kinds) (Sink, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(def, &root); err != nil {
 		return Sink{}, friendlyYAMLError(err)
@@ -415,7 +420,7 @@ func parseSink(def []byte, lookupEnv func(string) (string, bool), d SinkDefaults
 	if err := expandEnv(n, lookupEnv); err != nil {
 		return Sink{}, err
 	}
-	s, err := decodeSink(n)
+	s, err := decodeSink(n, kinds)
 	if err != nil {
 		return Sink{}, err
 	}
@@ -437,25 +442,10 @@ func (s *Sink) applyDefaults(d SinkDefaults) {
 // AttemptTimeout bounds one delivery attempt: the sink's own timeout,
 // backed up by a second.
 func (s Sink) AttemptTimeout() time.Duration {
-	if k := s.Settings(); k != nil {
-		return k.AttemptTimeout() + time.Second
+	if s.Settings != nil {
+		return s.Settings.AttemptTimeout() + time.Second
 	}
 	return time.Minute
-}
-
-// Settings is the sink's kind's own part (nil before it is decoded).
-func (s Sink) Settings() sinks.Settings {
-	switch {
-	case s.Webhook != nil:
-		return s.Webhook
-	case s.AMQP != nil:
-		return s.AMQP
-	case s.Kafka != nil:
-		return s.Kafka
-	case s.Handler != nil:
-		return s.Handler
-	}
-	return nil
 }
 
 // AckWait is the sink's consumer ack wait: how long JetStream waits for a
@@ -490,13 +480,13 @@ const (
 	DefaultEventLogMaxLag     = time.Hour
 )
 
-// Load reads and validates the file at path.
-func Load(path string) (*File, error) {
+// Load reads and validates the file at path; its sinks are of kinds.
+func Load(path string, kinds sinks.Kinds) (*File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	f, err := Parse(b, os.LookupEnv)
+	f, err := Parse(b, os.LookupEnv, kinds)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -506,8 +496,9 @@ func Load(path string) (*File, error) {
 // Parse decodes a configuration strictly, fills defaults and validates it.
 // ${NAME} in a value is replaced by the environment variable NAME (looked
 // up with lookupEnv) after the YAML is parsed, so a secret is taken
-// verbatim whatever characters it holds.
-func Parse(b []byte, lookupEnv func(string) (string, bool)) (*File, error) {
+// verbatim whatever characters it holds. Sinks are of kinds (type: names
+// one); the File keeps them for sinks defined at run time.
+func Parse(b []byte, lookupEnv func(string) (string, bool), kinds sinks.Kinds) (*File, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err != nil {
 		return nil, flowEnvHint(b, friendlyYAMLError(err))
@@ -534,7 +525,7 @@ func Parse(b []byte, lookupEnv func(string) (string, bool)) (*File, error) {
 		}
 		f = top.File
 		for i := range top.Sinks {
-			s, err := decodeSink(&top.Sinks[i])
+			s, err := decodeSink(&top.Sinks[i], kinds)
 			if err != nil {
 				return nil, fmt.Errorf("sinks[%d]: %w", i, err)
 			}
@@ -543,6 +534,7 @@ func Parse(b []byte, lookupEnv func(string) (string, bool)) (*File, error) {
 		}
 	}
 	f.lookupEnv = lookupEnv
+	f.kinds = kinds
 	f.setDefaults()
 	if err := f.Validate(); err != nil {
 		return nil, err
@@ -608,7 +600,9 @@ func expandEnv(n *yaml.Node, lookup func(string) (string, bool)) error {
 
 var errEnvNotSet = errors.New("environment variables not set")
 
-func decodeSink(n *yaml.Node) (Sink, error) {
+// decodeSink decodes a definition: the common keys into SinkCommon, the
+// rest into its kind's settings, refusing keys neither has.
+func decodeSink(n *yaml.Node, kinds sinks.Kinds) (Sink, error) {
 	var head struct {
 		Name string `yaml:"name"`
 		Type string `yaml:"type"`
@@ -616,63 +610,43 @@ func decodeSink(n *yaml.Node) (Sink, error) {
 	if err := n.Decode(&head); err != nil {
 		return Sink{}, friendlyYAMLError(err)
 	}
-	switch head.Type {
-	case sinks.KindWebhook:
-		var v struct {
-			SinkCommon     `yaml:",inline"`
-			webhook.Config `yaml:",inline"`
-		}
-		if err := decodeStrict(n, &v); err != nil {
-			return Sink{}, fmt.Errorf("sink %q: %w", head.Name, err)
-		}
-		wc := v.Config.WithDefaults()
-		return Sink{SinkCommon: v.SinkCommon, Webhook: &wc}, nil
-	case sinks.KindAMQP:
-		var v struct {
-			SinkCommon  `yaml:",inline"`
-			amqp.Config `yaml:",inline"`
-		}
-		if err := decodeStrict(n, &v); err != nil {
-			return Sink{}, fmt.Errorf("sink %q: %w", head.Name, err)
-		}
-		ac := v.Config.WithDefaults()
-		return Sink{SinkCommon: v.SinkCommon, AMQP: &ac}, nil
-	case sinks.KindKafka:
-		var v struct {
-			SinkCommon   `yaml:",inline"`
-			kafka.Config `yaml:",inline"`
-		}
-		if err := decodeStrict(n, &v); err != nil {
-			return Sink{}, fmt.Errorf("sink %q: %w", head.Name, err)
-		}
-		kc := v.Config.WithDefaults()
-		return Sink{SinkCommon: v.SinkCommon, Kafka: &kc}, nil
-	case sinks.KindHandler:
-		var v struct {
-			SinkCommon     `yaml:",inline"`
-			handler.Config `yaml:",inline"`
-		}
-		if err := decodeStrict(n, &v); err != nil {
-			return Sink{}, fmt.Errorf("sink %q: %w", head.Name, err)
-		}
-		hc := v.Config.WithDefaults()
-		return Sink{SinkCommon: v.SinkCommon, Handler: &hc}, nil
-	case "":
-		return Sink{}, fmt.Errorf("sink %q (line %d): type is required (webhook, amqp, kafka or handler)", head.Name, n.Line)
+	if head.Type == "" {
+		return Sink{}, fmt.Errorf("sink %q (line %d): type is required (%s)", head.Name, n.Line, kinds.Names())
 	}
-	return Sink{}, fmt.Errorf("sink %q (line %d): unknown type %q (known: webhook, amqp, kafka, handler)", head.Name, n.Line, head.Type)
+	kind, ok := kinds.Lookup(head.Type)
+	if !ok {
+		return Sink{}, fmt.Errorf("sink %q (line %d): unknown type %q (known: %s)", head.Name, n.Line, head.Type, kinds.Names())
+	}
+	s := Sink{Kind: kind, Settings: kind.NewSettings()}
+	if err := decodeStrict(n, &s.SinkCommon, s.Settings); err != nil {
+		return Sink{}, fmt.Errorf("sink %q: %w", head.Name, err)
+	}
+	s.Settings.SetDefaults()
+	return s, nil
 }
 
-// decodeStrict decodes n into v, refusing keys v has no field for and
-// naming their line in the file. (yaml.Node.Decode alone ignores unknown
-// keys, and re-encoding the node to use the strict decoder would lose the
-// line numbers.)
-func decodeStrict(n *yaml.Node, v any) error {
-	if err := checkKeys(n, reflect.TypeOf(v).Elem(), ""); err != nil {
-		return err
+// decodeStrict decodes the mapping n into each of vs (pointers to
+// structs), refusing keys none has a field for and naming their line in
+// the file. (yaml.Node.Decode alone ignores unknown keys, and re-encoding
+// the node to use the strict decoder would lose the line numbers.)
+func decodeStrict(n *yaml.Node, vs ...any) error {
+	if len(vs) == 1 {
+		if err := checkKeys(n, reflect.TypeOf(vs[0]).Elem(), ""); err != nil {
+			return err
+		}
+	} else if n.Kind == yaml.MappingNode {
+		fields := map[string]reflect.Type{}
+		for _, v := range vs {
+			collectFields(reflect.TypeOf(v).Elem(), fields)
+		}
+		if err := checkMapping(n, fields, ""); err != nil {
+			return err
+		}
 	}
-	if err := n.Decode(v); err != nil {
-		return friendlyYAMLError(err)
+	for _, v := range vs {
+		if err := n.Decode(v); err != nil {
+			return friendlyYAMLError(err)
+		}
 	}
 	return nil
 }
@@ -697,15 +671,22 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
 	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
 		fields := map[string]reflect.Type{}
 		collectFields(t, fields)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			key, val := n.Content[i], n.Content[i+1]
-			ft, ok := fields[key.Value]
-			if !ok {
-				return fmt.Errorf("line %d: unknown key %q%s", key.Line, key.Value, inPath(path))
-			}
-			if err := checkKeys(val, ft, joinPath(path, key.Value)); err != nil {
-				return err
-			}
+		return checkMapping(n, fields, path)
+	}
+	return nil
+}
+
+// checkMapping checks a mapping's keys against the fields (yaml key to
+// type) it decodes into.
+func checkMapping(n *yaml.Node, fields map[string]reflect.Type, path string) error {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, val := n.Content[i], n.Content[i+1]
+		ft, ok := fields[key.Value]
+		if !ok {
+			return fmt.Errorf("line %d: unknown key %q%s", key.Line, key.Value, inPath(path))
+		}
+		if err := checkKeys(val, ft, joinPath(path, key.Value)); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -973,15 +954,14 @@ func (s Sink) validate(d SinkDefaults) error {
 		// before it is dead-lettered.
 		return fmt.Errorf("retry.max_age (%s) must be below outbox.max_age (%s)", s.Retry.MaxAge, outboxMaxAge)
 	}
-	k := s.Settings()
-	if k == nil {
+	if s.Settings == nil {
 		return nil
 	}
-	if err := k.Validate(); err != nil {
+	if err := s.Settings.Validate(); err != nil {
 		return err
 	}
-	if s.Webhook != nil {
-		u, err := url.Parse(s.Webhook.URL)
+	if p, ok := s.Settings.(sinks.PolicedURL); ok {
+		u, err := url.Parse(p.PolicedURL())
 		if err != nil {
 			return fmt.Errorf("url: %w", err)
 		}
@@ -1027,8 +1007,8 @@ func (s SinkCommon) RateLimit() (perSecond float64, burst int, err error) {
 
 // Target is where the sink delivers, safe to show in listings.
 func (s Sink) Target() string {
-	if k := s.Settings(); k != nil {
-		return k.Target()
+	if s.Settings != nil {
+		return s.Settings.Target()
 	}
 	return ""
 }

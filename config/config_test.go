@@ -12,6 +12,9 @@ import (
 	"github.com/courierhq/courier/config"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/retry"
+	"github.com/courierhq/courier/sinks/amqp"
+	"github.com/courierhq/courier/sinks/builtin"
+	"github.com/courierhq/courier/sinks/kafka"
 	"github.com/courierhq/courier/sinks/webhook"
 )
 
@@ -50,7 +53,7 @@ sinks:
 `
 
 func TestParseFullExample(t *testing.T) {
-	f, err := config.Parse([]byte(fullConfig), env(map[string]string{"AUDIT_TOKEN": "t0ken-from-env"}))
+	f, err := config.Parse([]byte(fullConfig), env(map[string]string{"AUDIT_TOKEN": "t0ken-from-env"}), builtin.Kinds())
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
@@ -102,10 +105,11 @@ func TestParseFullExample(t *testing.T) {
 	if s.Retry != wantRetry {
 		t.Errorf("Retry = %+v, want %+v", s.Retry, wantRetry)
 	}
-	if s.Webhook == nil {
-		t.Fatal("Webhook config is nil")
+	wp, ok := s.Settings.(*webhook.Config)
+	if !ok {
+		t.Fatalf("Settings = %T, want *webhook.Config", s.Settings)
 	}
-	w := *s.Webhook
+	w := *wp
 	if w.URL != "https://audit.example.com/hooks/gluster" {
 		t.Errorf("URL = %q", w.URL)
 	}
@@ -129,7 +133,7 @@ sinks:
     type: webhook
     url: http://localhost:8080/
 `
-	f, err := config.Parse([]byte(in), env(nil))
+	f, err := config.Parse([]byte(in), env(nil), builtin.Kinds())
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
@@ -165,8 +169,8 @@ sinks:
 	if s.Format != "" || len(s.Events) != 0 {
 		t.Errorf("Format %q, Events %q; want empty (courier format, every event)", s.Format, s.Events)
 	}
-	if s.Webhook.Timeout != 15*time.Second || s.Webhook.MaxResponseBytes != 64<<10 || s.Webhook.CloudEventsMode != "structured" {
-		t.Errorf("webhook = %+v, want its defaults", *s.Webhook)
+	if w, ok := s.Settings.(*webhook.Config); !ok || w.Timeout != 15*time.Second || w.MaxResponseBytes != 64<<10 || w.CloudEventsMode != "structured" {
+		t.Errorf("webhook = %+v, want its defaults", s.Settings)
 	}
 	always, _, err := f.Outbox.SyncPolicy()
 	if err != nil || !always {
@@ -176,7 +180,7 @@ sinks:
 
 func TestParseEmptyFileIsValid(t *testing.T) {
 	for _, in := range []string{"", "# nothing yet\n", "---\n"} {
-		f, err := config.Parse([]byte(in), env(nil))
+		f, err := config.Parse([]byte(in), env(nil), builtin.Kinds())
 		if err != nil {
 			t.Errorf("Parse(%q) = %v, want the defaults", in, err)
 			continue
@@ -450,7 +454,7 @@ func TestParseRejectsInvalidConfigs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, err := config.Parse([]byte(tt.in), env(tt.env))
+			f, err := config.Parse([]byte(tt.in), env(tt.env), builtin.Kinds())
 			if err == nil {
 				t.Fatalf("Parse = %+v, nil; want an error", f)
 			}
@@ -474,7 +478,7 @@ func TestParseErrorsDoNotShowGoTypes(t *testing.T) {
 		"outbox:\n  max_size: 1\n",
 		"sinks:\n  - {name: a, type: webhook, url: 'https://example.com/', bearer: x}\n",
 	} {
-		_, err := config.Parse([]byte(in), env(nil))
+		_, err := config.Parse([]byte(in), env(nil), builtin.Kinds())
 		if err == nil {
 			t.Fatalf("Parse(%q) = nil error", in)
 		}
@@ -488,7 +492,7 @@ func TestParseErrorsDoNotShowGoTypes(t *testing.T) {
 
 func TestParseUnknownSinkKeyNamesItsLineInTheFile(t *testing.T) {
 	in := "node_id: n1\nsinks:\n  - name: a\n    type: webhook\n    url: https://example.com/\n    bearer: abc\n"
-	_, err := config.Parse([]byte(in), env(nil))
+	_, err := config.Parse([]byte(in), env(nil), builtin.Kinds())
 	if err == nil {
 		t.Fatal("Parse accepted an unknown sink key")
 	}
@@ -500,7 +504,7 @@ func TestParseUnknownSinkKeyNamesItsLineInTheFile(t *testing.T) {
 
 func TestParseIgnoresEnvironmentReferencesInComments(t *testing.T) {
 	in := "node_id: n1\n# bearer_token: ${OLD_TOKEN}\n"
-	if _, err := config.Parse([]byte(in), env(nil)); err != nil {
+	if _, err := config.Parse([]byte(in), env(nil), builtin.Kinds()); err != nil {
 		t.Errorf("Parse = %v, want a variable in a comment to be ignored", err)
 	}
 }
@@ -508,7 +512,7 @@ func TestParseIgnoresEnvironmentReferencesInComments(t *testing.T) {
 func TestParseSecretErrorsDoNotEchoTheSecret(t *testing.T) {
 	const secret = "whsec_this is not base64!"
 	in := "sinks:\n  - name: a\n    type: webhook\n    url: https://example.com/\n    secret: ${S}\n"
-	_, err := config.Parse([]byte(in), env(map[string]string{"S": secret}))
+	_, err := config.Parse([]byte(in), env(map[string]string{"S": secret}), builtin.Kinds())
 	if err == nil {
 		t.Fatal("Parse accepted a secret that is not base64")
 	}
@@ -520,14 +524,14 @@ func TestParseSecretErrorsDoNotEchoTheSecret(t *testing.T) {
 func TestParseExpandsEnvironmentReferences(t *testing.T) {
 	in := "node_id: ${NODE}-${ZONE}\nsinks:\n  - name: a\n    type: webhook\n    url: ${URL}\n    headers:\n      X-Api-Key: ${KEY}\n"
 	vars := map[string]string{"NODE": "n1", "ZONE": "eu", "URL": "https://example.com/x", "KEY": ""}
-	f, err := config.Parse([]byte(in), env(vars))
+	f, err := config.Parse([]byte(in), env(vars), builtin.Kinds())
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
 	if f.NodeID != "n1-eu" {
 		t.Errorf("NodeID = %q, want n1-eu", f.NodeID)
 	}
-	w := f.Sinks[0].Webhook
+	w := f.Sinks[0].Settings.(*webhook.Config)
 	if w.URL != "https://example.com/x" {
 		t.Errorf("URL = %q", w.URL)
 	}
@@ -539,12 +543,12 @@ func TestParseExpandsEnvironmentReferences(t *testing.T) {
 func TestParseKeepsEnvironmentValuesVerbatim(t *testing.T) {
 	in := "sinks:\n  - name: a\n    type: webhook\n    url: https://example.com/\n    bearer_token: ${TOKEN}\n"
 	for _, token := range []string{"abc #def", "*star", "key: value", "'quoted'"} {
-		f, err := config.Parse([]byte(in), env(map[string]string{"TOKEN": token}))
+		f, err := config.Parse([]byte(in), env(map[string]string{"TOKEN": token}), builtin.Kinds())
 		if err != nil {
 			t.Errorf("Parse with TOKEN=%q: %v", token, err)
 			continue
 		}
-		if got := f.Sinks[0].Webhook.BearerToken; got != token {
+		if got := f.Sinks[0].Settings.(*webhook.Config).BearerToken; got != token {
 			t.Errorf("BearerToken = %q, want %q verbatim", got, token)
 		}
 	}
@@ -615,7 +619,7 @@ func TestByteSizeInYAML(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			f, err := config.Parse([]byte("outbox:\n  "+tt.in+"\n"), env(nil))
+			f, err := config.Parse([]byte("outbox:\n  "+tt.in+"\n"), env(nil), builtin.Kinds())
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
@@ -659,7 +663,7 @@ func TestLoad(t *testing.T) {
 	if err := os.WriteFile(path, []byte("node_id: from-file\noutbox:\n  sync: 2s\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f, err := config.Load(path)
+	f, err := config.Load(path, builtin.Kinds())
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
@@ -671,17 +675,17 @@ func TestLoad(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("bogus: 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := config.Load(bad); err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "bogus") {
+	if _, err := config.Load(bad, builtin.Kinds()); err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "bogus") {
 		t.Errorf("Load(bad) = %v, want an error naming the file and the key", err)
 	}
-	if _, err := config.Load(dir + "/missing.yaml"); err == nil {
+	if _, err := config.Load(dir+"/missing.yaml", builtin.Kinds()); err == nil {
 		t.Error("Load of a missing file = nil error")
 	}
 }
 
 func TestParseRejectsRetryMaxAgeNotBelowOutboxMaxAge(t *testing.T) {
 	in := "outbox: {max_age: 48h}\nsinks:\n  - name: a\n    type: webhook\n    url: https://example.com/\n    retry: {max_age: 72h}\n"
-	_, err := config.Parse([]byte(in), env(nil))
+	_, err := config.Parse([]byte(in), env(nil), builtin.Kinds())
 	if err == nil || !strings.Contains(err.Error(), "retry.max_age") || !strings.Contains(err.Error(), "outbox.max_age") {
 		t.Fatalf("err = %v, want retry.max_age must be below outbox.max_age", err)
 	}
@@ -699,17 +703,17 @@ func TestParseAMQPAndKafkaSinks(t *testing.T) {
     brokers: [127.0.0.1:9092]
     topic: courier.{type}
 `
-	f, err := config.Parse([]byte(in), env(map[string]string{"PW": "guest"}))
+	f, err := config.Parse([]byte(in), env(map[string]string{"PW": "guest"}), builtin.Kinds())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Sinks[0].AMQP == nil || f.Sinks[0].AMQP.Exchange != "cloudstack-events" || f.Sinks[0].AMQP.ExchangeType != "topic" {
-		t.Errorf("amqp sink = %+v", f.Sinks[0].AMQP)
+	if a, ok := f.Sinks[0].Settings.(*amqp.Config); !ok || a.Exchange != "cloudstack-events" || a.ExchangeType != "topic" {
+		t.Errorf("amqp sink = %+v", f.Sinks[0].Settings)
 	}
-	if f.Sinks[1].Kafka == nil || f.Sinks[1].Kafka.Topic != "courier.{type}" {
-		t.Errorf("kafka sink = %+v", f.Sinks[1].Kafka)
+	if k, ok := f.Sinks[1].Settings.(*kafka.Config); !ok || k.Topic != "courier.{type}" {
+		t.Errorf("kafka sink = %+v", f.Sinks[1].Settings)
 	}
-	_, err = config.Parse([]byte("sinks:\n  - name: bus\n    type: amqp\n    url: amqp://127.0.0.1/\n    exchange: x\n    bootstrap: y\n"), env(nil))
+	_, err = config.Parse([]byte("sinks:\n  - name: bus\n    type: amqp\n    url: amqp://127.0.0.1/\n    exchange: x\n    bootstrap: y\n"), env(nil), builtin.Kinds())
 	if err == nil || !strings.Contains(err.Error(), `unknown key "bootstrap"`) || !strings.Contains(err.Error(), "line 6") {
 		t.Errorf("unknown amqp key: err = %v", err)
 	}
@@ -717,7 +721,7 @@ func TestParseAMQPAndKafkaSinks(t *testing.T) {
 
 func TestParseRate(t *testing.T) {
 	for in, want := range map[string]float64{"200/s": 200, "6000/m": 100, "3600/h": 1} {
-		f, err := config.Parse([]byte("sinks:\n  - name: a\n    type: webhook\n    url: https://example.com/\n    rate: "+in+"\n"), env(nil))
+		f, err := config.Parse([]byte("sinks:\n  - name: a\n    type: webhook\n    url: https://example.com/\n    rate: "+in+"\n"), env(nil), builtin.Kinds())
 		if err != nil {
 			t.Fatalf("rate %s: %v", in, err)
 		}
@@ -726,7 +730,7 @@ func TestParseRate(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"fast", "10", "-1/s", "5/d"} {
-		if _, err := config.Parse([]byte("sinks:\n  - name: a\n    type: webhook\n    url: https://example.com/\n    rate: "+bad+"\n"), env(nil)); err == nil {
+		if _, err := config.Parse([]byte("sinks:\n  - name: a\n    type: webhook\n    url: https://example.com/\n    rate: "+bad+"\n"), env(nil), builtin.Kinds()); err == nil {
 			t.Errorf("rate %q accepted", bad)
 		}
 	}
@@ -750,7 +754,7 @@ func TestClusterAndReplicasValidation(t *testing.T) {
 		{"outbox: {replicas: 3}\n", "outbox.replicas 3: only with outbox.url", 0},
 		{"", "", 1},
 	} {
-		f, err := config.Parse([]byte(tt.yaml), env)
+		f, err := config.Parse([]byte(tt.yaml), env, builtin.Kinds())
 		switch {
 		case tt.wantErr == "" && err != nil:
 			t.Errorf("%q: %v", tt.yaml, err)
@@ -764,11 +768,11 @@ func TestClusterAndReplicasValidation(t *testing.T) {
 
 func TestSinkErrorsDoNotQuoteExpandedSecrets(t *testing.T) {
 	env := func(k string) (string, bool) { return "AKIA-very-secret", k == "SECRET" }
-	_, err := config.ParseSink([]byte("name: s\ntype: webhook\nurl: ${SECRET}\n"), env, config.BuiltinSinkDefaults(720*time.Hour))
+	_, err := config.ParseSink([]byte("name: s\ntype: webhook\nurl: ${SECRET}\n"), env, config.BuiltinSinkDefaults(720*time.Hour), builtin.Kinds())
 	if err == nil || strings.Contains(err.Error(), "AKIA") {
 		t.Fatalf("error %v: want an error that does not show the expanded value", err)
 	}
-	_, err = config.ParseSink([]byte("name: s\ntype: webhook\nurl: http://x/${SECRET}\ntimeout: -1s\n"), env, config.BuiltinSinkDefaults(720*time.Hour))
+	_, err = config.ParseSink([]byte("name: s\ntype: webhook\nurl: http://x/${SECRET}\ntimeout: -1s\n"), env, config.BuiltinSinkDefaults(720*time.Hour), builtin.Kinds())
 	if err == nil || strings.Contains(err.Error(), "AKIA") || !strings.Contains(err.Error(), "timeout") {
 		t.Fatalf("error %v: want the timeout error, without the secret", err)
 	}
@@ -789,7 +793,7 @@ func TestRuntimeDefinitionsMayNameOnlyAllowedVariables(t *testing.T) {
 }
 
 func TestWebhookSettingsChangeThePolicy(t *testing.T) {
-	f, err := config.Parse([]byte("webhook_allow: [10.20.0.0/16]\n"), env(nil))
+	f, err := config.Parse([]byte("webhook_allow: [10.20.0.0/16]\n"), env(nil), builtin.Kinds())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -820,7 +824,7 @@ func TestPublicListenersWithAuthOrInsecureAreAccepted(t *testing.T) {
 		"outbox:\n  listen: 0.0.0.0:4244\n  insecure: true\n",
 		"outbox:\n  listen: 127.0.0.1:4244\n",
 	} {
-		if _, err := config.Parse([]byte(y), env(nil)); err != nil {
+		if _, err := config.Parse([]byte(y), env(nil), builtin.Kinds()); err != nil {
 			t.Errorf("%q: %v", y, err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/courierhq/courier/config"
+	"github.com/courierhq/courier/sinks/builtin"
 )
 
 func fuzzEnv(name string) (string, bool) {
@@ -29,7 +30,7 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		cfg, err := config.Parse(b, fuzzEnv)
+		cfg, err := config.Parse(b, fuzzEnv, builtin.Kinds())
 		if err != nil {
 			return
 		}
@@ -57,7 +58,7 @@ func FuzzParseSink(f *testing.F) {
 		if err := config.CheckRuntimeEnv(def, []string{"SET"}); err != nil {
 			return
 		}
-		if _, err := config.ParseSink(def, fuzzEnv, defaults); err != nil {
+		if _, err := config.ParseSink(def, fuzzEnv, defaults, builtin.Kinds()); err != nil {
 			return
 		}
 	})

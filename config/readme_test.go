@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/courierhq/courier/config"
+	"github.com/courierhq/courier/sinks/builtin"
 )
 
 // yamlBlocks returns each ```yaml block of a Markdown file with the line it
@@ -56,7 +57,7 @@ func parseDoc(doc string) error {
 	if strings.HasPrefix(strings.TrimLeft(doc, " "), "- ") {
 		doc = "sinks:\n" + doc
 	}
-	_, err := config.Parse([]byte(doc), anyEnv)
+	_, err := config.Parse([]byte(doc), anyEnv, builtin.Kinds())
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}

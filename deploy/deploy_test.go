@@ -18,6 +18,7 @@ import (
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/testutil"
 	"github.com/courierhq/courier/observability"
+	"github.com/courierhq/courier/sinks/builtin"
 	"github.com/courierhq/courier/worker"
 )
 
@@ -99,7 +100,7 @@ func parseConfig(t *testing.T, path string, lookup func(string) (string, bool)) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse(b, lookup)
+	cfg, err := config.Parse(b, lookup, builtin.Kinds())
 	if err != nil {
 		t.Errorf("%s: %v", path, err)
 		return nil

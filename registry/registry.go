@@ -147,7 +147,7 @@ func (r *Registry) parse(def []byte, origin string, d config.SinkDefaults) (conf
 			return config.Sink{}, err
 		}
 	}
-	return config.ParseSink(def, r.env.Lookup, d)
+	return config.ParseSink(def, r.env.Lookup, d, r.env.Kinds)
 }
 
 // Put validates a definition, makes sure the sink's consumer exists, then

@@ -11,6 +11,7 @@ import (
 	"github.com/courierhq/courier/internal/testutil"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/registry"
+	"github.com/courierhq/courier/sinks/builtin"
 )
 
 func file(t *testing.T, node string, sinks ...string) *config.File {
@@ -19,7 +20,7 @@ func file(t *testing.T, node string, sinks ...string) *config.File {
 	for _, s := range sinks {
 		y += s
 	}
-	cfg, err := config.Parse([]byte(y), func(string) (string, bool) { return "", false })
+	cfg, err := config.Parse([]byte(y), func(string) (string, bool) { return "", false }, builtin.Kinds())
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -35,7 +36,7 @@ func TestSeedAddsUpdatesAndRemovesOnlyItsOwnFileSinks(t *testing.T) {
 	_, js := testutil.StartOutbox(t, outbox.Limits{})
 	base := file(t, "n1").BaseSettings()
 	open := func(node string) *registry.Registry {
-		r, err := registry.Ensure(ctx, js, 1, node, base, config.Env{Lookup: func(string) (string, bool) { return "", false }})
+		r, err := registry.Ensure(ctx, js, 1, node, base, config.Env{Lookup: func(string) (string, bool) { return "", false }, Kinds: builtin.Kinds()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,7 +101,7 @@ func TestSeedAddsUpdatesAndRemovesOnlyItsOwnFileSinks(t *testing.T) {
 func TestSettingsOverridesApplyAndReset(t *testing.T) {
 	ctx := context.Background()
 	_, js := testutil.StartOutbox(t, outbox.Limits{})
-	r, err := registry.Ensure(ctx, js, 1, "n1", file(t, "n1").BaseSettings(), config.Env{Lookup: func(string) (string, bool) { return "", false }})
+	r, err := registry.Ensure(ctx, js, 1, "n1", file(t, "n1").BaseSettings(), config.Env{Lookup: func(string) (string, bool) { return "", false }, Kinds: builtin.Kinds()})
 	if err != nil {
 		t.Fatal(err)
 	}

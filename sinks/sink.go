@@ -1,14 +1,16 @@
 // Package sinks defines what a delivery target is to Courier: something that
 // sends one event and says, through a classified error (package retry),
 // whether a failure is worth retrying. Sinks never retry on their own; the
-// delivery loop decides. One sub-package per kind implements it.
+// delivery loop decides. One sub-package per kind implements it and
+// declares itself as a Kind (its settings, their defaults and validation,
+// its constructor); what kinds share (TLS settings, name templates,
+// CloudEvents modes) is written here once.
 package sinks
 
 import (
 	"context"
 	"fmt"
 	"regexp"
-	"time"
 
 	"github.com/courierhq/courier/event"
 )
@@ -22,26 +24,6 @@ type Sink interface {
 	// Close releases connections; Send is not called after it.
 	Close(ctx context.Context) error
 }
-
-// Settings is a kind's own part of a sink's configuration, with defaults
-// filled in.
-type Settings interface {
-	// Target is where the sink delivers, safe to show (no credentials).
-	Target() string
-	// AttemptTimeout is how long one Send may take.
-	AttemptTimeout() time.Duration
-	// Validate reports settings the kind cannot work with.
-	Validate() error
-}
-
-// Kinds of sink Courier knows.
-const (
-	KindWebhook = "webhook"
-	KindAMQP    = "amqp"
-	KindKafka   = "kafka"
-	// KindHandler is a Go function of the program that embeds the worker.
-	KindHandler = "handler"
-)
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 

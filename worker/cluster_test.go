@@ -16,6 +16,7 @@ import (
 	"github.com/courierhq/courier/internal/testutil"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/registry"
+	"github.com/courierhq/courier/sinks/builtin"
 )
 
 // startCluster starts three nodes whose embedded outboxes form one cluster,
@@ -33,7 +34,7 @@ func startClusterWith(t *testing.T, top, clusterExtra, sinks string) []*testutil
 	cfgs := make([]*config.File, 3)
 	for i := range cfgs {
 		y := fmt.Sprintf("node_id: n%d\nwebhook_allow: [127.0.0.1/32]\n%scluster:\n  name: test\n  listen: %s\n  routes: [%s]\n%ssinks:\n%s", i+1, top, routes[i], strings.Join(routes, ", "), clusterExtra, sinks)
-		cfg, err := config.Parse([]byte(y), func(string) (string, bool) { return "", false })
+		cfg, err := config.Parse([]byte(y), func(string) (string, bool) { return "", false }, builtin.Kinds())
 		if err != nil {
 			t.Fatalf("config: %v", err)
 		}

@@ -480,7 +480,7 @@ func (w *Worker) definedSinks(ctx context.Context) []config.Sink {
 	settings, _, _ := w.reg.Settings(ctx)
 	var out []config.Sink
 	for _, r := range recs {
-		if sc, err := config.ParseSink([]byte(r.Definition), w.cfg.LookupEnv(), settings.Sink); err == nil {
+		if sc, err := config.ParseSink([]byte(r.Definition), w.cfg.LookupEnv(), settings.Sink, w.cfg.Kinds()); err == nil {
 			out = append(out, sc)
 		}
 	}

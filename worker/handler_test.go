@@ -14,6 +14,7 @@ import (
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/testutil"
 	"github.com/courierhq/courier/retry"
+	"github.com/courierhq/courier/sinks/builtin"
 	"github.com/courierhq/courier/sinks/handler"
 	"github.com/courierhq/courier/worker"
 )
@@ -41,8 +42,8 @@ func TestHandlerSinkRetriesDeadLettersAndKeepsKeyOrder(t *testing.T) {
 		seen = append(seen, e.ID)
 		return nil
 	}
-	n := testutil.StartNode(t, "node_id: handler-node\nsinks:\n  - name: cache\n    type: handler\n    handler: invalidate-cache\n    ordering: key\n    "+fastRetry+"\n",
-		nil, worker.WithHandler("invalidate-cache", apply))
+	n := testutil.StartNodeOfKinds(t, "node_id: handler-node\nsinks:\n  - name: cache\n    type: handler\n    handler: invalidate-cache\n    ordering: key\n    "+fastRetry+"\n",
+		nil, builtin.Kinds(handler.NewKind(handler.Funcs{"invalidate-cache": apply})))
 	p := n.Publisher(t)
 	const perKey = 5
 	for i := range perKey {
@@ -78,7 +79,7 @@ func TestHandlerSinkRetriesDeadLettersAndKeepsKeyOrder(t *testing.T) {
 // A handler sink whose function the program did not register does not
 // start: the worker says which name to register.
 func TestHandlerSinkWithoutItsFunction(t *testing.T) {
-	cfg, err := config.Parse([]byte("node_id: no-handler\noutbox: {listen: 127.0.0.1:0}\nsinks:\n  - name: cache\n    type: handler\n    handler: invalidate-cache\n"), nil)
+	cfg, err := config.Parse([]byte("node_id: no-handler\noutbox: {listen: 127.0.0.1:0}\nsinks:\n  - name: cache\n    type: handler\n    handler: invalidate-cache\n"), nil, builtin.Kinds())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func TestHandlerSinkWithoutItsFunction(t *testing.T) {
 		w.Shutdown(context.Background())
 		t.Fatal("the worker started a handler sink with no function")
 	}
-	if !errors.Is(err, handler.ErrNotRegistered) || !strings.Contains(err.Error(), `worker.WithHandler("invalidate-cache"`) {
+	if !errors.Is(err, handler.ErrNotRegistered) || !strings.Contains(err.Error(), `handler.NewKind(handler.Funcs{"invalidate-cache": fn})`) {
 		t.Errorf("start without the handler: %v, want it to say which name to register", err)
 	}
 }

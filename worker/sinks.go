@@ -162,7 +162,7 @@ func (w *Worker) startSink(ctx context.Context, sc config.Sink) (*runningSink, e
 	if err != nil {
 		return nil, fmt.Errorf("%w: open consumer of sink %s: %w", errConsumerUnavailable, sc.Name, err)
 	}
-	sink, err := BuildSink(sc, w.version, w.tracer(), w.guard, w.handlers)
+	sink, err := BuildSink(sc, w.version, w.tracer(), w.guard)
 	if err != nil {
 		return nil, err
 	}

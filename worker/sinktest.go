@@ -14,6 +14,7 @@ import (
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/netguard"
 	"github.com/courierhq/courier/retry"
+	"github.com/courierhq/courier/sinks"
 )
 
 // TestResult is the outcome of one test event sent to a sink.
@@ -27,10 +28,10 @@ type TestResult struct {
 // SendTestEvent builds the sink and sends it one COURIER_TEST event, as
 // gluster-eventsapi webhook-test does; nothing goes through the outbox.
 func SendTestEvent(ctx context.Context, sc config.Sink, node, version string, guard *netguard.Guard) TestResult {
-	if sc.Handler != nil {
-		return TestResult{Kind: retry.Permanent, Err: errors.New("a handler sink is not sent test events: one would reach the program's own function")}
+	if k, ok := sc.Kind.(sinks.NoTestEvents); ok {
+		return TestResult{Kind: retry.Permanent, Err: errors.New(k.NoTestEvents())}
 	}
-	sink, err := BuildSink(sc, version, nil, guard, nil)
+	sink, err := BuildSink(sc, version, nil, guard)
 	if err != nil {
 		return TestResult{Err: err, Kind: retry.Permanent}
 	}

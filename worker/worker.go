@@ -31,10 +31,6 @@ import (
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/registry"
 	"github.com/courierhq/courier/sinks"
-	"github.com/courierhq/courier/sinks/amqp"
-	"github.com/courierhq/courier/sinks/handler"
-	"github.com/courierhq/courier/sinks/kafka"
-	"github.com/courierhq/courier/sinks/webhook"
 	"github.com/courierhq/courier/spool"
 	"github.com/courierhq/courier/status"
 )
@@ -85,8 +81,6 @@ type Worker struct {
 	throttle *bearer.Throttle
 	// connOpts are the worker's credentials for its outbox connections.
 	connOpts []nats.Option
-	// handlers are the program's functions sinks of type handler name.
-	handlers map[string]handler.Func
 }
 
 // Option adjusts a Worker.
@@ -103,19 +97,6 @@ func WithParkAfter(d time.Duration) Option { return func(w *Worker) { w.parkAfte
 // WithLogLevel lets the log-level setting (worker config set log-level)
 // change the node's log level live.
 func WithLogLevel(v *slog.LevelVar) Option { return func(w *Worker) { w.logLevel = v } }
-
-// WithHandler registers fn under name for sinks of type handler: a sink
-// with "handler: name" delivers each event by calling fn, with the same
-// retries, dead letters, ordering and tracing as any sink (see package
-// sinks/handler). Register the same names on every node.
-func WithHandler(name string, fn handler.Func) Option {
-	return func(w *Worker) {
-		if w.handlers == nil {
-			w.handlers = map[string]handler.Func{}
-		}
-		w.handlers[name] = fn
-	}
-}
 
 // WithExpiryCheck sets how often the outbox is checked for events that
 // expired before every sink confirmed them (default 30s).
@@ -554,38 +535,15 @@ func Limits(cfg *config.File) outbox.Limits {
 // BuildSink constructs the sink a configuration entry describes. tp, when
 // not nil, receives the sink's client spans; guard is what webhooks may
 // reach (nil: public addresses only).
-func BuildSink(sc config.Sink, version string, tp trace.TracerProvider, guard *netguard.Guard, handlers map[string]handler.Func) (sinks.Sink, error) {
+func BuildSink(sc config.Sink, version string, tp trace.TracerProvider, guard *netguard.Guard) (sinks.Sink, error) {
 	format, err := event.ParseFormat(sc.Format)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case sc.Webhook != nil:
-		opts := []webhook.Option{webhook.WithGuard(guard)}
-		if tp != nil {
-			opts = append(opts, webhook.WithTracerProvider(tp))
-		}
-		return webhook.New(*sc.Webhook, format, sc.Concurrency, version, opts...)
-	case sc.AMQP != nil:
-		var opts []amqp.Option
-		if tp != nil {
-			opts = append(opts, amqp.WithTracerProvider(tp))
-		}
-		return amqp.New(*sc.AMQP, format, sc.Concurrency, version, opts...)
-	case sc.Kafka != nil:
-		var opts []kafka.Option
-		if tp != nil {
-			opts = append(opts, kafka.WithTracerProvider(tp))
-		}
-		return kafka.New(*sc.Kafka, format, sc.Concurrency, version, opts...)
-	case sc.Handler != nil:
-		var opts []handler.Option
-		if tp != nil {
-			opts = append(opts, handler.WithTracerProvider(tp))
-		}
-		return handler.New(*sc.Handler, handlers[sc.Handler.Handler], opts...)
+	if sc.Kind == nil || sc.Settings == nil {
+		return nil, fmt.Errorf("sink %s: type %q was not decoded", sc.Name, sc.Type)
 	}
-	return nil, fmt.Errorf("sink %s: unknown type %q", sc.Name, sc.Type)
+	return sc.Kind.New(sc.Settings, sinks.Env{Format: format, Concurrency: sc.Concurrency, Version: version, TracerProvider: tp, Guard: guard})
 }
 
 // URL is the outbox URL producers use.

@@ -26,6 +26,7 @@ import (
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/registry"
+	"github.com/courierhq/courier/sinks/builtin"
 	"github.com/courierhq/courier/status"
 	"github.com/courierhq/courier/worker"
 )
@@ -99,7 +100,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := parse(fs, rest); err != nil {
 			return err
 		}
-		cfg, err := config.Load(*cfgPath)
+		cfg, err := config.Load(*cfgPath, builtin.Kinds())
 		if err != nil {
 			return usageError{err.Error()}
 		}
@@ -180,7 +181,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 }
 
 func loadConfig(path string) (*config.File, error) {
-	cfg, err := config.Load(path)
+	cfg, err := config.Load(path, builtin.Kinds())
 	if err != nil {
 		return nil, usageError{err.Error()}
 	}

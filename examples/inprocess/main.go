@@ -23,6 +23,8 @@ import (
 	"github.com/courierhq/courier/config"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/sinks/builtin"
+	"github.com/courierhq/courier/sinks/handler"
 	"github.com/courierhq/courier/worker"
 )
 
@@ -55,12 +57,6 @@ func main() {
 // run starts a worker with its data in dataDir, emits three events on two
 // keys and waits until the handler applied all of them.
 func run(ctx context.Context, out io.Writer, dataDir string) error {
-	cfg, err := config.Parse([]byte(configYAML), os.LookupEnv)
-	if err != nil {
-		return err
-	}
-	cfg.DataDir, cfg.SpoolDir = dataDir, dataDir+"/spool"
-
 	var (
 		mu      sync.Mutex
 		tried   = map[string]bool{}
@@ -79,8 +75,17 @@ func run(ctx context.Context, out io.Writer, dataDir string) error {
 		return nil
 	}
 
+	// The program's function becomes a kind of sink: the handler kind
+	// with it replaces the built-in one, which has none.
+	kinds := builtin.Kinds(handler.NewKind(handler.Funcs{"invalidate-cache": invalidate}))
+	cfg, err := config.Parse([]byte(configYAML), os.LookupEnv, kinds)
+	if err != nil {
+		return err
+	}
+	cfg.DataDir, cfg.SpoolDir = dataDir, dataDir+"/spool"
+
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w, err := worker.Start(ctx, cfg, "example", quiet, worker.WithHandler("invalidate-cache", invalidate))
+	w, err := worker.Start(ctx, cfg, "example", quiet)
 	if err != nil {
 		return err
 	}

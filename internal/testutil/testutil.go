@@ -27,6 +27,8 @@ import (
 	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/sinks"
+	"github.com/courierhq/courier/sinks/builtin"
 	"github.com/courierhq/courier/worker"
 )
 
@@ -151,12 +153,18 @@ type Node struct {
 // The node is shut down when the test ends.
 func StartNode(t testing.TB, yaml string, vars map[string]string, opts ...worker.Option) *Node {
 	t.Helper()
+	return StartNodeOfKinds(t, yaml, vars, builtin.Kinds(), opts...)
+}
+
+// StartNodeOfKinds is StartNode with sinks of kinds.
+func StartNodeOfKinds(t testing.TB, yaml string, vars map[string]string, kinds sinks.Kinds, opts ...worker.Option) *Node {
+	t.Helper()
 	if !strings.Contains(yaml, "webhook_allow:") {
 		// The tests' receivers listen on loopback, which webhooks may not
 		// reach unless allowed.
 		yaml = "webhook_allow: [127.0.0.0/8, \"::1/128\"]\n" + yaml
 	}
-	cfg, err := config.Parse([]byte(yaml), func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
+	cfg, err := config.Parse([]byte(yaml), func(k string) (string, bool) { v, ok := vars[k]; return v, ok }, kinds)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}

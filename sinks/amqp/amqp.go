@@ -35,6 +35,7 @@ import (
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/retry"
+	"github.com/courierhq/courier/sinks"
 )
 
 // Names Courier gives things on the wire.
@@ -64,7 +65,7 @@ type Sink struct {
 	tracer trace.Tracer // nil: no spans
 	cfg    Config
 	format event.Format
-	key    routingKey
+	key    sinks.Template
 	tls    *tls.Config
 	props  amqp091.Table
 
@@ -100,8 +101,8 @@ func New(cfg Config, format event.Format, concurrency int, version string, opts 
 	if _, err := event.ParseFormat(string(format)); err != nil {
 		return nil, fmt.Errorf("amqp sink: %w", err)
 	}
-	key, _ := parseRoutingKey(cfg.RoutingKey) // validated above
-	tc, _ := cfg.tlsConfig()                  // validated above
+	key, _ := sinks.ParseTemplate("routing_key", cfg.RoutingKey) // validated above
+	tc, _ := cfg.tlsConfig()                                     // validated above
 	props := amqp091.NewConnectionProperties()
 	props["product"] = "courier"
 	props["version"] = version
@@ -186,7 +187,7 @@ func (s *Sink) Close(ctx context.Context) error {
 
 // message renders e as a publishing and its routing key.
 func (s *Sink) message(ctx context.Context, e *event.Envelope) (amqp091.Publishing, string, error) {
-	key := s.key.render(e)
+	key := s.key.Render(e)
 	if len(key) > maxShortString {
 		return amqp091.Publishing{}, "", fmt.Errorf("event %s: routing key is %d bytes, AMQP allows %d", e.ID, len(key), maxShortString)
 	}
@@ -196,7 +197,7 @@ func (s *Sink) message(ctx context.Context, e *event.Envelope) (amqp091.Publishi
 		ct   string
 		err  error
 	)
-	if s.format == event.FormatCloudEvents && s.cfg.CloudEventsMode == "binary" {
+	if s.format == event.FormatCloudEvents && s.cfg.CloudEventsMode == sinks.CloudEventsBinary {
 		var attrs map[string]string
 		attrs, body, ct = event.CloudEventsBinary(e)
 		for k, v := range attrs {

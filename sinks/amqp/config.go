@@ -2,18 +2,16 @@ package amqp
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/sinks"
 )
 
 // Config is an AMQP sink's own part of its configuration.
@@ -48,23 +46,9 @@ type Config struct {
 	TLS TLSConfig `yaml:"tls"`
 }
 
-// TLSConfig is the client side of an amqps:// connection.
-type TLSConfig struct {
-	// CAFile holds the PEM certificates that sign the broker's certificate,
-	// instead of the system's roots.
-	CAFile string `yaml:"ca_file"`
-	// CertFile and KeyFile are a client certificate, for brokers that
-	// require one.
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-	// InsecureSkipVerify turns certificate verification off (test setups
-	// only).
-	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
-}
-
-func (t TLSConfig) isSet() bool {
-	return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.InsecureSkipVerify
-}
+// TLSConfig is the client side of an amqps:// connection: the settings
+// every kind shares.
+type TLSConfig = sinks.TLS
 
 // Defaults of the optional fields.
 const (
@@ -84,9 +68,7 @@ func (c Config) WithDefaults() Config {
 	if c.RoutingKey == "" {
 		c.RoutingKey = DefaultRoutingKey
 	}
-	if c.CloudEventsMode == "" {
-		c.CloudEventsMode = "structured"
-	}
+	c.CloudEventsMode = sinks.CloudEventsMode(c.CloudEventsMode)
 	if c.Mandatory == nil {
 		yes := true
 		c.Mandatory = &yes
@@ -138,16 +120,16 @@ func (c Config) Validate() error {
 			return fmt.Errorf("exchange_type %q: want topic, direct, fanout, headers or a plugin's x-... type", c.ExchangeType)
 		}
 	}
-	if _, err := parseRoutingKey(c.RoutingKey); err != nil {
+	if _, err := sinks.ParseTemplate("routing_key", c.RoutingKey); err != nil {
 		return err
 	}
-	if c.CloudEventsMode != "structured" && c.CloudEventsMode != "binary" {
-		return fmt.Errorf("cloudevents_mode %q: want structured or binary", c.CloudEventsMode)
+	if err := sinks.ValidateCloudEventsMode(c.CloudEventsMode); err != nil {
+		return err
 	}
 	if c.Timeout < 0 {
 		return fmt.Errorf("timeout must be positive, got %s", c.Timeout)
 	}
-	if c.TLS.isSet() && u.Scheme != "amqps" {
+	if c.TLS.IsSet() && u.Scheme != "amqps" {
 		return fmt.Errorf("tls is set but url %s is not amqps://: the connection would not be encrypted", c.redactedURL())
 	}
 	if _, err := c.tlsConfig(); err != nil {
@@ -169,98 +151,10 @@ func (c Config) redactedURL() string {
 // tlsConfig builds the client TLS configuration, or nil when the library's
 // default (system roots, server name from the URL) does.
 func (c Config) tlsConfig() (*tls.Config, error) {
-	if !c.TLS.isSet() {
+	if !c.TLS.IsSet() {
 		return nil, nil
 	}
-	tc := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: c.TLS.InsecureSkipVerify, //nolint:gosec // opt-in for test setups, documented
-	}
-	if c.TLS.CAFile != "" {
-		pem, err := os.ReadFile(c.TLS.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.ca_file: %w", err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.ca_file %s: no PEM certificate in it", c.TLS.CAFile)
-		}
-	}
-	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		return nil, errors.New("tls: cert_file and key_file go together")
-	}
-	if c.TLS.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls client certificate: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
-}
-
-// routingKey is a parsed routing_key template: literal text and the fields
-// that fill the placeholders between it.
-type routingKey []keyPart
-
-type keyPart struct {
-	literal string
-	field   func(*event.Envelope) string // nil for a literal
-}
-
-// keyFields are the placeholders a routing key template may use.
-var keyFields = map[string]func(*event.Envelope) string{
-	"type":   func(e *event.Envelope) string { return e.Type },
-	"source": func(e *event.Envelope) string { return e.Source },
-	"node":   func(e *event.Envelope) string { return e.Node },
-	"key":    func(e *event.Envelope) string { return e.Key },
-	"level":  func(e *event.Envelope) string { return string(e.Level) },
-	"state":  func(e *event.Envelope) string { return string(e.State) },
-}
-
-// parseRoutingKey parses a template once, so a typo such as "{tpye}" is a
-// configuration error and not a literal key no binding matches.
-func parseRoutingKey(tmpl string) (routingKey, error) {
-	var parts routingKey
-	rest := tmpl
-	for rest != "" {
-		open := strings.IndexAny(rest, "{}")
-		if open < 0 {
-			parts = append(parts, keyPart{literal: rest})
-			break
-		}
-		if rest[open] == '}' {
-			return nil, fmt.Errorf("routing_key %q: '}' without '{'", tmpl)
-		}
-		if open > 0 {
-			parts = append(parts, keyPart{literal: rest[:open]})
-		}
-		end := strings.IndexByte(rest[open:], '}')
-		if end < 0 {
-			return nil, fmt.Errorf("routing_key %q: '{' without '}'", tmpl)
-		}
-		name := rest[open+1 : open+end]
-		f, ok := keyFields[name]
-		if !ok {
-			return nil, fmt.Errorf("routing_key %q: unknown placeholder {%s}; use {type}, {source}, {node}, {key}, {level} or {state}", tmpl, name)
-		}
-		parts = append(parts, keyPart{field: f})
-		rest = rest[open+end+1:]
-	}
-	return parts, nil
-}
-
-// render fills the template with e's fields.
-func (k routingKey) render(e *event.Envelope) string {
-	var b strings.Builder
-	for _, p := range k {
-		if p.field != nil {
-			b.WriteString(p.field(e))
-		} else {
-			b.WriteString(p.literal)
-		}
-	}
-	return b.String()
+	return c.TLS.ClientConfig()
 }
 
 // Target is where the sink delivers, safe to show: the password redacted.

@@ -5,8 +5,8 @@
 // of one key arrive in order (ordering: key), and each call runs inside
 // the delivery's trace.
 //
-// The program registers its functions by name when it starts the worker
-// (worker.WithHandler); a sink of type handler names one. A worker whose
+// The program registers its functions by name in the kind it passes to the
+// configuration (NewKind); a sink of type handler names one. A worker whose
 // program did not register that name refuses to start when the sink is in
 // its own file, and logs the sink as not applying there (delivering
 // nothing to it) when another node defined it. worker sinks test and the
@@ -108,7 +108,7 @@ func New(cfg Config, fn Func, opts ...Option) (*Sink, error) {
 		return nil, fmt.Errorf("handler sink: %w", err)
 	}
 	if fn == nil {
-		return nil, fmt.Errorf("handler sink: %q: %w (start the worker with worker.WithHandler(%q, fn))", cfg.Handler, ErrNotRegistered, cfg.Handler)
+		return nil, fmt.Errorf("handler sink: %q: %w (register it: handler.NewKind(handler.Funcs{%q: fn}) in the kinds given to config.Parse)", cfg.Handler, ErrNotRegistered, cfg.Handler)
 	}
 	s := &Sink{cfg: cfg, fn: fn}
 	for _, o := range opts {

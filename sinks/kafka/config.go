@@ -1,19 +1,17 @@
 package kafka
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/courierhq/courier/event"
+	"github.com/courierhq/courier/sinks"
 )
 
 // Config is a Kafka sink's own part of its configuration.
@@ -22,7 +20,7 @@ type Config struct {
 	// cluster is learnt from their metadata.
 	Brokers []string `yaml:"brokers"`
 	// Topic names the topic of each event, with placeholders {type},
-	// {source}, {node}, {level} and {state} taken from the event.
+	// {source}, {node}, {key}, {level} and {state} taken from the event.
 	Topic string `yaml:"topic"`
 	// Key chooses the message key: "event_key" (the event's key, or its id
 	// when it has none) or "event_id". Messages with one key go to one
@@ -47,18 +45,8 @@ type Config struct {
 	SASL *SASLConfig `yaml:"sasl"`
 }
 
-// TLSConfig sets up TLS to the brokers.
-type TLSConfig struct {
-	// CAFile is a PEM bundle of the CAs that sign the brokers' certificates.
-	CAFile string `yaml:"ca_file"`
-	// CertFile and KeyFile are a PEM client certificate and its key, for
-	// brokers that authenticate clients by certificate.
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-	// InsecureSkipVerify turns certificate verification off (test setups
-	// only).
-	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
-}
+// TLSConfig sets up TLS to the brokers: the settings every kind shares.
+type TLSConfig = sinks.TLS
 
 // SASLConfig authenticates to the brokers. Write the password as ${NAME}
 // so it comes from the environment; it never appears in logs or errors.
@@ -111,9 +99,7 @@ func (c Config) WithDefaults() Config {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
-	if c.CloudEventsMode == "" {
-		c.CloudEventsMode = "structured"
-	}
+	c.CloudEventsMode = sinks.CloudEventsMode(c.CloudEventsMode)
 	return c
 }
 
@@ -156,11 +142,13 @@ func (c Config) Validate() error {
 	if c.BatchTimeout <= 0 || c.BatchTimeout >= c.Timeout {
 		return fmt.Errorf("batch_timeout %s: want positive and below timeout (%s)", c.BatchTimeout, c.Timeout)
 	}
-	if c.CloudEventsMode != "structured" && c.CloudEventsMode != "binary" {
-		return fmt.Errorf("cloudevents_mode %q: want structured or binary", c.CloudEventsMode)
+	if err := sinks.ValidateCloudEventsMode(c.CloudEventsMode); err != nil {
+		return err
 	}
-	if t := c.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
-		return errors.New("tls: cert_file and key_file go together")
+	if c.TLS != nil {
+		if err := c.TLS.Validate(); err != nil {
+			return err
+		}
 	}
 	if s := c.SASL; s != nil {
 		switch s.Mechanism {
@@ -207,102 +195,32 @@ func (s SASLConfig) MarshalJSON() ([]byte, error) {
 	return b, nil
 }
 
-// tlsConfig reads the files the TLS settings name.
-func (t *TLSConfig) tlsConfig() (*tls.Config, error) {
-	c := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // opt-in for test setups, documented
-	}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.ca_file %s: no PEM certificate in it", t.CAFile)
-		}
-		c.RootCAs = pool
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.cert_file/key_file: %w", err)
-		}
-		c.Certificates = []tls.Certificate{cert}
-	}
-	return c, nil
-}
-
-// topicTemplate is a parsed topic setting: literal text and placeholders.
-type topicTemplate []topicPart
-
-type topicPart struct {
-	literal string
-	field   func(*event.Envelope) string // nil for literal text
-}
-
-var placeholders = map[string]func(*event.Envelope) string{
-	"type":   func(e *event.Envelope) string { return e.Type },
-	"source": func(e *event.Envelope) string { return e.Source },
-	"node":   func(e *event.Envelope) string { return e.Node },
-	"level":  func(e *event.Envelope) string { return string(e.Level) },
-	"state":  func(e *event.Envelope) string { return string(e.State) },
-}
+// topicTemplate is a parsed topic setting.
+type topicTemplate struct{ sinks.Template }
 
 // parseTopic checks the topic template: known placeholders only, and
 // literal text made of the characters Kafka allows in a topic name, so a
 // typo fails at startup rather than on every event.
 func parseTopic(s string) (topicTemplate, error) {
 	if s == "" {
-		return nil, errors.New("topic is required")
+		return topicTemplate{}, errors.New("topic is required")
 	}
-	var t topicTemplate
-	rest := s
-	for rest != "" {
-		open := strings.IndexByte(rest, '{')
-		if shut := strings.IndexByte(rest, '}'); shut >= 0 && (open < 0 || shut < open) {
-			return nil, fmt.Errorf("topic %q: '}' without '{'", s)
-		}
-		if open < 0 {
-			t = append(t, topicPart{literal: rest})
-			break
-		}
-		if open > 0 {
-			t = append(t, topicPart{literal: rest[:open]})
-		}
-		end := strings.IndexByte(rest[open:], '}')
-		if end < 0 {
-			return nil, fmt.Errorf("topic %q: '{' without '}'", s)
-		}
-		name := rest[open+1 : open+end]
-		f, ok := placeholders[name]
-		if !ok {
-			return nil, fmt.Errorf("topic %q: unknown placeholder {%s} (known: {type}, {source}, {node}, {level}, {state})", s, name)
-		}
-		t = append(t, topicPart{field: f})
-		rest = rest[open+end+1:]
+	t, err := sinks.ParseTemplate("topic", s)
+	if err != nil {
+		return topicTemplate{}, err
 	}
-	for _, p := range t {
-		if p.field == nil && !validTopicChars(p.literal) {
-			return nil, fmt.Errorf("topic %q: a Kafka topic name holds only letters, digits, '.', '_' and '-'", s)
+	for _, lit := range t.Literals() {
+		if !validTopicChars(lit) {
+			return topicTemplate{}, fmt.Errorf("topic %q: a Kafka topic name holds only letters, digits, '.', '_' and '-'", s)
 		}
 	}
-	return t, nil
+	return topicTemplate{t}, nil
 }
 
 // render returns the topic of e; a placeholder may bring characters Kafka
 // refuses, so the result is checked.
 func (t topicTemplate) render(e *event.Envelope) (string, error) {
-	var b strings.Builder
-	for _, p := range t {
-		if p.field != nil {
-			b.WriteString(p.field(e))
-		} else {
-			b.WriteString(p.literal)
-		}
-	}
-	name := b.String()
+	name := t.Render(e)
 	switch {
 	case name == "", name == ".", name == "..":
 		return "", fmt.Errorf("event %s: topic %q is not a valid Kafka topic name", e.ID, name)

@@ -41,6 +41,7 @@ import (
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/retry"
+	"github.com/courierhq/courier/sinks"
 )
 
 // Headers every message carries.
@@ -88,7 +89,7 @@ func New(cfg Config, format event.Format, concurrency int, version string, opts 
 	codec, _ := compression(cfg.Compression) // validated above
 	transport := &kafkago.Transport{ClientID: clientID}
 	if cfg.TLS != nil {
-		tc, err := cfg.TLS.tlsConfig()
+		tc, err := cfg.TLS.ClientConfig()
 		if err != nil {
 			return nil, fmt.Errorf("kafka sink: %w", err)
 		}
@@ -193,7 +194,7 @@ func (s *Sink) message(ctx context.Context, e *event.Envelope) (kafkago.Message,
 		ct    string
 		attrs map[string]string
 	)
-	if s.format == event.FormatCloudEvents && s.cfg.CloudEventsMode == "binary" {
+	if s.format == event.FormatCloudEvents && s.cfg.CloudEventsMode == sinks.CloudEventsBinary {
 		attrs, body, ct = event.CloudEventsBinary(e)
 	} else if body, ct, err = event.Encode(s.format, e); err != nil {
 		return kafkago.Message{}, err

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/courierhq/courier/sinks"
 )
 
 // Config is a webhook sink's own part of its configuration.
@@ -50,9 +52,7 @@ func (c Config) WithDefaults() Config {
 	if c.MaxResponseBytes == 0 {
 		c.MaxResponseBytes = DefaultMaxResponseBytes
 	}
-	if c.CloudEventsMode == "" {
-		c.CloudEventsMode = "structured"
-	}
+	c.CloudEventsMode = sinks.CloudEventsMode(c.CloudEventsMode)
 	return c
 }
 
@@ -71,8 +71,8 @@ func (c Config) Validate() error {
 	if c.MaxResponseBytes < 0 || c.MaxResponseBytes > maxResponseCap {
 		return fmt.Errorf("max_response_bytes %d: want from 0 (the default, %d) to %d", c.MaxResponseBytes, DefaultMaxResponseBytes, maxResponseCap)
 	}
-	if c.CloudEventsMode != "structured" && c.CloudEventsMode != "binary" {
-		return fmt.Errorf("cloudevents_mode %q: want structured or binary", c.CloudEventsMode)
+	if err := sinks.ValidateCloudEventsMode(c.CloudEventsMode); err != nil {
+		return err
 	}
 	if _, err := c.signingKeys(); err != nil {
 		return err

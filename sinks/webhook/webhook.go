@@ -27,6 +27,7 @@ import (
 	"github.com/courierhq/courier/internal/netguard"
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/retry"
+	"github.com/courierhq/courier/sinks"
 )
 
 // excerptBytes caps the response excerpt kept for logs and dead letters.
@@ -181,7 +182,7 @@ func (s *Sink) request(ctx context.Context, e *event.Envelope) (*http.Request, e
 		ce   map[string]string
 		err  error
 	)
-	if s.format == event.FormatCloudEvents && s.cfg.CloudEventsMode == "binary" {
+	if s.format == event.FormatCloudEvents && s.cfg.CloudEventsMode == sinks.CloudEventsBinary {
 		ce, body, ct = event.CloudEventsBinary(e)
 	} else if body, ct, err = event.Encode(s.format, e); err != nil {
 		return nil, err

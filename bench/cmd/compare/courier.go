@@ -13,6 +13,7 @@ import (
 	"github.com/courierhq/courier/config"
 	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/sinks/builtin"
 	"github.com/courierhq/courier/worker"
 )
 
@@ -74,7 +75,7 @@ sinks:
     concurrency: %d
     retry: {initial: 100ms, multiplier: 2, max_interval: 5s, max_attempts: 25, jitter: 0.2}
 `, c.dir, outboxExtra(c.p.CourierOutbox), c.p.CourierEventLog, sinkName, sink, c.p.Concurrency)
-	cfg, err := config.Parse([]byte(yaml), func(string) (string, bool) { return "", false })
+	cfg, err := config.Parse([]byte(yaml), func(string) (string, bool) { return "", false }, builtin.Kinds())
 	if err != nil {
 		return nil, fmt.Errorf("courier config: %w", err)
 	}
