@@ -971,8 +971,8 @@ func (s Sink) validate(d SinkDefaults) error {
 }
 
 // Filter is the sink's event filter: type globs, levels and states.
-func (s SinkCommon) Filter() (delivery.Filter, error) {
-	f, err := delivery.NewFilter(s.Events)
+func (s SinkCommon) Filter() (event.Filter, error) {
+	f, err := event.NewFilter(s.Events)
 	if err != nil {
 		return f, err
 	}

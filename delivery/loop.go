@@ -30,7 +30,7 @@ import (
 type Config struct {
 	Name        string
 	Sink        sinks.Sink
-	Filter      Filter
+	Filter      event.Filter
 	Policy      retry.Policy
 	Concurrency int
 	// Timeout bounds one attempt, as a backstop to the sink's own timeout.

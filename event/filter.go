@@ -1,20 +1,19 @@
-package delivery
+package event
 
 import (
 	"fmt"
 	"path"
 	"slices"
-
-	"github.com/courierhq/courier/event"
 )
 
-// Filter selects the events a sink receives: by type glob ("VOLUME_*"),
+// Filter selects the events a sink receives (a sink definition's events,
+// levels and states): by type glob ("VOLUME_*"),
 // and optionally by level and by action-event state. An empty part selects
 // everything.
 type Filter struct {
 	patterns []string
-	levels   []event.Level
-	states   []event.State
+	levels   []Level
+	states   []State
 }
 
 // NewFilter checks the type patterns once.
@@ -30,8 +29,8 @@ func NewFilter(patterns []string) (Filter, error) {
 // WithLevels also requires one of the levels (INFO, WARN, ERROR).
 func (f Filter) WithLevels(levels []string) (Filter, error) {
 	for _, l := range levels {
-		lv := event.Level(l)
-		if lv != event.LevelInfo && lv != event.LevelWarn && lv != event.LevelError {
+		lv := Level(l)
+		if lv != LevelInfo && lv != LevelWarn && lv != LevelError {
 			return Filter{}, fmt.Errorf("level filter %q: want INFO, WARN or ERROR", l)
 		}
 		f.levels = append(f.levels, lv)
@@ -43,9 +42,9 @@ func (f Filter) WithLevels(levels []string) (Filter, error) {
 // Completed).
 func (f Filter) WithStates(states []string) (Filter, error) {
 	for _, s := range states {
-		st := event.State(s)
+		st := State(s)
 		switch st {
-		case event.StateCreated, event.StateScheduled, event.StateStarted, event.StateCompleted:
+		case StateCreated, StateScheduled, StateStarted, StateCompleted:
 		default:
 			return Filter{}, fmt.Errorf("state filter %q: want Created, Scheduled, Started or Completed", s)
 		}
@@ -69,10 +68,10 @@ func (f Filter) Match(eventType string) bool {
 
 // MatchEvent reports whether the sink wants the event: its type, level and
 // state all match.
-func (f Filter) MatchEvent(e *event.Envelope) bool {
+func (f Filter) MatchEvent(e *Envelope) bool {
 	level := e.Level
 	if level == "" {
-		level = event.LevelInfo
+		level = LevelInfo
 	}
 	return f.Match(e.Type) &&
 		(len(f.levels) == 0 || slices.Contains(f.levels, level)) &&

@@ -1,4 +1,4 @@
-package delivery_test
+package event_test
 
 import (
 	"errors"
@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
 )
 
@@ -78,7 +77,7 @@ func TestFilterMatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, err := delivery.NewFilter(tt.patterns)
+			f, err := event.NewFilter(tt.patterns)
 			if err != nil {
 				t.Fatalf("NewFilter(%q) = %v", tt.patterns, err)
 			}
@@ -97,7 +96,7 @@ func TestFilterMatch(t *testing.T) {
 }
 
 func TestFilterZeroValueMatchesEverything(t *testing.T) {
-	var f delivery.Filter
+	var f event.Filter
 	if !f.Match("ANY_EVENT") {
 		t.Error("the zero Filter does not match, want it to select every type")
 	}
@@ -118,7 +117,7 @@ func TestNewFilterRejectsBadPatterns(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := delivery.NewFilter(tt.patterns)
+			_, err := event.NewFilter(tt.patterns)
 			if err == nil {
 				t.Fatalf("NewFilter(%q) = nil error, want a bad pattern error", tt.patterns)
 			}
@@ -133,7 +132,7 @@ func TestNewFilterRejectsBadPatterns(t *testing.T) {
 }
 
 func TestFilterOnLevelAndState(t *testing.T) {
-	f, err := delivery.NewFilter([]string{"VOLUME.*"})
+	f, err := event.NewFilter([]string{"VOLUME.*"})
 	if err != nil {
 		t.Fatal(err)
 	}
