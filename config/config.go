@@ -16,7 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/courierhq/courier/delivery"
+	"github.com/courierhq/courier/delivery/breaker"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/netguard"
 	"github.com/courierhq/courier/outbox"
@@ -318,7 +318,7 @@ type SinkCommon struct {
 	Burst int    `yaml:"burst"`
 	// CircuitBreaker stops fetching while the endpoint keeps failing and
 	// probes it instead (failures: -1 turns it off).
-	CircuitBreaker delivery.BreakerConfig `yaml:"circuit_breaker"`
+	CircuitBreaker breaker.Config `yaml:"circuit_breaker"`
 	// Ordering is "none" (default: full concurrency) or "key": events with
 	// the same key reach the sink in emit order, also across retries.
 	Ordering    string       `yaml:"ordering"`

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
+	"github.com/courierhq/courier/delivery/breaker"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/observability"
 	"github.com/courierhq/courier/outbox"
@@ -52,8 +53,8 @@ type Config struct {
 	// States holds the sink's enabled/disabled state shared by every node
 	// (nil: kept in memory only).
 	States *outbox.SinkStates
-	// Breaker configures the sink's circuit breaker (see BreakerConfig).
-	Breaker BreakerConfig
+	// Breaker configures the sink's circuit breaker (see breaker.Config).
+	Breaker breaker.Config
 	// Limiter, when set, paces the attempts (a sink's rate limit).
 	Limiter *rate.Limiter
 	// ParkAfter: retry waits longer than this move the event to the end of
@@ -85,7 +86,7 @@ type Loop struct {
 	cons    jetstream.Consumer
 	dlq     *outbox.DeadLetters
 	retries *outbox.Retries
-	brk     *breaker
+	brk     *breaker.Breaker
 	keys    keyQueues
 	keeper  *keeper
 	lastErr atomic.Pointer[string]
@@ -119,7 +120,7 @@ func NewLoop(cfg Config, cons jetstream.Consumer, dlq *outbox.DeadLetters, retri
 	}
 	cfg.Breaker = cfg.Breaker.WithDefaults()
 	return &Loop{cfg: cfg, cons: cons, dlq: dlq, retries: retries, log: log.With("sink", cfg.Name), now: time.Now, tel: tel,
-		brk: newBreaker(cfg.Breaker), keys: keyQueues{q: map[string][]jetstream.Msg{}}, keeper: newKeeper(cfg.AckWait / 3)}, nil
+		brk: breaker.New(cfg.Breaker), keys: keyQueues{q: map[string][]jetstream.Msg{}}, keeper: newKeeper(cfg.AckWait / 3)}, nil
 }
 
 // LastError is the sink's most recent failed attempt (time and error), or
@@ -168,10 +169,10 @@ func (l *Loop) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		if open, _ := l.brk.state(); open {
+		if open, _ := l.brk.State(); open {
 			// The endpoint is failing: fetch nothing until the next probe,
 			// unless an attempt still in flight closes the circuit first.
-			if l.brk.waitProbe(ctx) && ctx.Err() == nil {
+			if l.brk.WaitProbe(ctx) && ctx.Err() == nil {
 				l.probe(ctx, attemptCtx, &wg, slots)
 			}
 			continue
@@ -240,7 +241,7 @@ func (l *Loop) probe(runCtx, attemptCtx context.Context, wg *sync.WaitGroup, slo
 				// may take (or until it closes the circuit) rather than
 				// fetch another probe at once, which against an endpoint
 				// that hangs fetched one event after another.
-				l.brk.waitClosed(runCtx, l.cfg.Timeout+time.Second)
+				l.brk.WaitClosed(runCtx, l.cfg.Timeout+time.Second)
 				continue
 			}
 		}
@@ -360,8 +361,8 @@ func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (hol
 		return 0
 	}
 	now := l.now()
-	outage, _ := l.brk.state() // before this attempt's outcome is recorded
-	switch opened, closed := l.brk.record(err, start, now); {
+	outage, _ := l.brk.State() // before this attempt's outcome is recorded
+	switch opened, closed := l.brk.Record(err, start, now); {
 	case opened:
 		l.stats.CircuitOpen.Store(true)
 		l.log.WarnContext(ctx, "circuit opened: the endpoint keeps failing; fetching stops and one event probes it at a growing interval",

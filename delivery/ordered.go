@@ -69,8 +69,8 @@ func (l *Loop) keyWorker(runCtx, attemptCtx context.Context, key string, slots c
 			// next probe, as the loop does, instead of retrying on its own
 			// backoff: with every key retrying its head event, an outage
 			// cost attempts in proportion to the keys and its length.
-			if open, _ := l.brk.state(); open {
-				l.brk.waitProbe(runCtx)
+			if open, _ := l.brk.State(); open {
+				l.brk.WaitProbe(runCtx)
 				if runCtx.Err() != nil {
 					l.releaseKey(key)
 					return

@@ -1,4 +1,4 @@
-package delivery
+package breaker
 
 import (
 	"context"
@@ -14,16 +14,16 @@ var errTimeout = errors.New("request timed out")
 // 64: the circuit opens once and the first probe stays ProbeInitial away.
 // (Each used to double the interval, setting the probe ProbeMax away.)
 func TestBreakerInFlightFailuresAreOneOutage(t *testing.T) {
-	b := newBreaker(BreakerConfig{Failures: 5, ProbeInitial: time.Second, ProbeMax: time.Minute})
+	b := New(Config{Failures: 5, ProbeInitial: time.Second, ProbeMax: time.Minute})
 	t0 := time.Unix(1_000_000, 0)
 	failedAt := t0.Add(time.Second) // the attempt timeout
 	opened := 0
 	for range 64 {
-		if o, _ := b.record(errTimeout, t0, failedAt); o {
+		if o, _ := b.Record(errTimeout, t0, failedAt); o {
 			opened++
 		}
 	}
-	open, probeAt := b.state()
+	open, probeAt := b.State()
 	if opened != 1 || !open {
 		t.Fatalf("opened %d times, open %v; want once, open", opened, open)
 	}
@@ -31,8 +31,8 @@ func TestBreakerInFlightFailuresAreOneOutage(t *testing.T) {
 		t.Fatalf("next probe at +%s, want +%s (ProbeInitial after opening)", probeAt.Sub(t0), want.Sub(t0))
 	}
 	// A failed probe doubles the interval, once.
-	b.record(errTimeout, probeAt, probeAt.Add(time.Second))
-	if _, next := b.state(); !next.Equal(probeAt.Add(3 * time.Second)) {
+	b.Record(errTimeout, probeAt, probeAt.Add(time.Second))
+	if _, next := b.State(); !next.Equal(probeAt.Add(3 * time.Second)) {
 		t.Fatalf("after a failed probe the next is at +%s, want +%s", next.Sub(t0), probeAt.Add(3*time.Second).Sub(t0))
 	}
 }
@@ -41,17 +41,17 @@ func TestBreakerInFlightFailuresAreOneOutage(t *testing.T) {
 // loop waiting for its next probe at once; the failures of attempts begun
 // before the close do not open it again.
 func TestBreakerSuccessInFlightClosesAndWakesTheLoop(t *testing.T) {
-	b := newBreaker(BreakerConfig{Failures: 5, ProbeInitial: time.Hour, ProbeMax: time.Hour})
+	b := New(Config{Failures: 5, ProbeInitial: time.Hour, ProbeMax: time.Hour})
 	started := time.Now()
 	for range 5 {
-		b.record(errTimeout, started, time.Now())
+		b.Record(errTimeout, started, time.Now())
 	}
-	if open, _ := b.state(); !open {
+	if open, _ := b.State(); !open {
 		t.Fatal("circuit not open after 5 failures")
 	}
 	woke := make(chan bool, 1)
-	go func() { woke <- b.waitProbe(context.Background()) }()
-	if _, closed := b.record(nil, started, time.Now()); !closed {
+	go func() { woke <- b.WaitProbe(context.Background()) }()
+	if _, closed := b.Record(nil, started, time.Now()); !closed {
 		t.Fatal("a success did not close the circuit")
 	}
 	select {
@@ -63,15 +63,15 @@ func TestBreakerSuccessInFlightClosesAndWakesTheLoop(t *testing.T) {
 		t.Fatal("waitProbe still waiting for the probe an hour away after the circuit closed")
 	}
 	for range 10 {
-		b.record(errTimeout, started, time.Now())
+		b.Record(errTimeout, started, time.Now())
 	}
-	if open, _ := b.state(); open {
+	if open, _ := b.State(); open {
 		t.Fatal("failures of attempts begun before the close opened the circuit again")
 	}
 	for range 5 {
-		b.record(errTimeout, time.Now(), time.Now())
+		b.Record(errTimeout, time.Now(), time.Now())
 	}
-	if open, _ := b.state(); !open {
+	if open, _ := b.State(); !open {
 		t.Fatal("5 new failures after the close did not open the circuit")
 	}
 }

@@ -1,4 +1,8 @@
-package delivery
+// Package breaker is a sink's circuit breaker: its settings
+// (circuit_breaker: in a sink definition) and its state. It opens after a
+// run of retryable failures and lets one probe through at a growing
+// interval until the endpoint answers again.
+package breaker
 
 import (
 	"context"
@@ -9,13 +13,13 @@ import (
 	"github.com/courierhq/courier/retry"
 )
 
-// BreakerConfig: after Failures attempts in a row fail with a retryable
+// Config: after Failures attempts in a row fail with a retryable
 // error, the sink's circuit opens: the loop stops fetching and probes the
 // endpoint with one event at a growing interval (ProbeInitial doubling up to
 // ProbeMax) until one succeeds. Events waiting meanwhile spend no attempts,
 // so an outage shorter than retry.max_age dead-letters nothing.
 // A negative Failures turns the breaker off; 0 means the default, 5.
-type BreakerConfig struct {
+type Config struct {
 	Failures     int           `yaml:"failures"`
 	ProbeInitial time.Duration `yaml:"probe_initial"`
 	ProbeMax     time.Duration `yaml:"probe_max"`
@@ -23,15 +27,15 @@ type BreakerConfig struct {
 
 // Breaker defaults.
 const (
-	DefaultBreakerFailures = 5
-	DefaultProbeInitial    = time.Second
-	DefaultProbeMax        = time.Minute
+	DefaultFailures     = 5
+	DefaultProbeInitial = time.Second
+	DefaultProbeMax     = time.Minute
 )
 
 // WithDefaults fills the zero fields (a negative Failures turns it off).
-func (c BreakerConfig) WithDefaults() BreakerConfig {
+func (c Config) WithDefaults() Config {
 	if c.Failures == 0 {
-		c.Failures = DefaultBreakerFailures
+		c.Failures = DefaultFailures
 	}
 	if c.ProbeInitial == 0 {
 		c.ProbeInitial = DefaultProbeInitial
@@ -44,7 +48,7 @@ func (c BreakerConfig) WithDefaults() BreakerConfig {
 
 // Validate reports settings the breaker cannot work with, once the
 // defaults are filled in.
-func (c BreakerConfig) Validate() error {
+func (c Config) Validate() error {
 	c = c.WithDefaults()
 	switch {
 	case c.ProbeInitial < 0:
@@ -55,9 +59,10 @@ func (c BreakerConfig) Validate() error {
 	return nil
 }
 
-// breaker is one sink's circuit.
-type breaker struct {
-	cfg BreakerConfig
+// Breaker is one sink's circuit. A Breaker of a Config whose Failures is
+// negative never opens.
+type Breaker struct {
+	cfg Config
 
 	mu        sync.Mutex
 	failures  int
@@ -72,11 +77,12 @@ type breaker struct {
 	closed chan struct{}
 }
 
-func newBreaker(cfg BreakerConfig) *breaker { return &breaker{cfg: cfg} }
+// New returns a closed circuit; cfg has its defaults filled in.
+func New(cfg Config) *Breaker { return &Breaker{cfg: cfg} }
 
-func (b *breaker) enabled() bool { return b.cfg.Failures > 0 }
+func (b *Breaker) Enabled() bool { return b.cfg.Failures > 0 }
 
-// record notes the outcome of an attempt that started at started and ended
+// Record notes the outcome of an attempt that started at started and ended
 // at now. A permanent failure says the endpoint is up (it answered), so it
 // counts as a success here.
 //
@@ -89,8 +95,8 @@ func (b *breaker) enabled() bool { return b.cfg.Failures > 0 }
 // interval: one hiccup set the next probe probe_max away, and delivery
 // stopped for that long. Likewise, once the circuit closed, failures of
 // attempts begun before that do not count toward opening it again.
-func (b *breaker) record(err error, started, now time.Time) (opened, closed bool) {
-	if !b.enabled() {
+func (b *Breaker) Record(err error, started, now time.Time) (opened, closed bool) {
+	if !b.Enabled() {
 		return false, false
 	}
 	b.mu.Lock()
@@ -125,10 +131,10 @@ func (b *breaker) record(err error, started, now time.Time) (opened, closed bool
 	return false, false
 }
 
-// waitProbe waits until the open circuit's next probe is due, the circuit
+// WaitProbe waits until the open circuit's next probe is due, the circuit
 // closes (an attempt still in flight succeeded) or ctx ends, and reports
 // whether the circuit is still open.
-func (b *breaker) waitProbe(ctx context.Context) (open bool) {
+func (b *Breaker) WaitProbe(ctx context.Context) (open bool) {
 	for {
 		b.mu.Lock()
 		open, at, closed := b.open, b.nextProbe, b.closed
@@ -147,8 +153,8 @@ func (b *breaker) waitProbe(ctx context.Context) (open bool) {
 	}
 }
 
-// waitClosed waits up to d for the open circuit to close, or ctx to end.
-func (b *breaker) waitClosed(ctx context.Context, d time.Duration) {
+// WaitClosed waits up to d for the open circuit to close, or ctx to end.
+func (b *Breaker) WaitClosed(ctx context.Context, d time.Duration) {
 	b.mu.Lock()
 	open, closed := b.open, b.closed
 	b.mu.Unlock()
@@ -164,8 +170,8 @@ func (b *breaker) waitClosed(ctx context.Context, d time.Duration) {
 	}
 }
 
-// state reports whether the circuit is open and, if so, when to probe.
-func (b *breaker) state() (open bool, probeAt time.Time) {
+// State reports whether the circuit is open and, if so, when to probe.
+func (b *Breaker) State() (open bool, probeAt time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.open, b.nextProbe
