@@ -19,7 +19,6 @@ import (
 	"github.com/courierhq/courier/delivery/breaker"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/netguard"
-	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/retry"
 	"github.com/courierhq/courier/sinks"
 )
@@ -470,7 +469,7 @@ const (
 	DefaultDataDir         = "./data"
 	DefaultMaxAge          = 30 * 24 * time.Hour
 	DefaultMaxBytes        = 10 << 30
-	DefaultMaxEventSize    = outbox.DefaultMaxEventSize
+	DefaultMaxEventSize    = event.DefaultMaxSize
 	DefaultDuplicateWindow = 2 * time.Minute
 	// DefaultAttemptLogMaxBytes holds about 300k attempts; in memory it
 	// takes about twice that (137 MB of heap when full, measured).

@@ -7,7 +7,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/internal/nkeyseed"
 )
 
 // OutboxAuth makes the outbox's client port admit only the worker and the
@@ -43,44 +43,10 @@ type ListenerTLS struct {
 	CAFile   string `yaml:"ca_file"`
 }
 
-// Files are the listener's TLS files as the outbox takes them.
-func (t ListenerTLS) Files() outbox.TLSFiles {
-	return outbox.TLSFiles{CertFile: t.CertFile, KeyFile: t.KeyFile, CAFile: t.CAFile}
-}
-
 // RouteAuth is the user and password every route must present.
 type RouteAuth struct {
 	User     string `yaml:"user"`
 	Password string `yaml:"password"`
-}
-
-// Credentials are what the worker and its commands present to the outbox.
-func (f *File) Credentials() outbox.Credentials {
-	a := f.Outbox.Auth
-	return outbox.Credentials{User: a.User, Password: a.Password, NkeySeedFile: a.NkeySeedFile, CAFile: f.Outbox.TLS.CAFile}
-}
-
-// ServerUsers are the clients the embedded server admits: the worker,
-// then the producers.
-func (f *File) ServerUsers() ([]outbox.AuthUser, error) {
-	a := f.Outbox.Auth
-	if !a.On() {
-		return nil, nil
-	}
-	var users []outbox.AuthUser
-	if a.NkeySeedFile != "" {
-		pub, err := outbox.NkeyPublic(a.NkeySeedFile)
-		if err != nil {
-			return nil, fmt.Errorf("outbox.auth.nkey_seed_file: %w", err)
-		}
-		users = append(users, outbox.AuthUser{Nkey: pub})
-	} else {
-		users = append(users, outbox.AuthUser{User: a.User, Password: a.Password})
-	}
-	for _, p := range a.Producers {
-		users = append(users, outbox.AuthUser{User: p.User, Password: p.Password, Nkey: p.Nkey, Producer: true})
-	}
-	return users, nil
 }
 
 func (f *File) validateNATSAuth() error {
@@ -96,7 +62,7 @@ func (f *File) validateNATSAuth() error {
 		return errors.New("outbox.auth.producers applies to the embedded outbox; with outbox.url the NATS server's own configuration admits producers")
 	}
 	if a.NkeySeedFile != "" {
-		if _, err := outbox.NkeyPublic(a.NkeySeedFile); err != nil {
+		if _, err := nkeyseed.Public(a.NkeySeedFile); err != nil {
 			return fmt.Errorf("outbox.auth.nkey_seed_file: %w", err)
 		}
 	}

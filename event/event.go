@@ -174,6 +174,11 @@ func (e *Envelope) Validate() error {
 	return nil
 }
 
+// DefaultMaxSize is the largest encoded event accepted by default (the
+// outbox's max_event_size): producers, the HTTP ingest and the outbox
+// agree on it.
+const DefaultMaxSize = 1 << 20
+
 // Bounds on the descriptive fields. They travel as CloudEvents binary-mode
 // headers too, where a receiver's header size limit applies; a description
 // is prose for a person, the others are names and ids.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nkeys"
 )
 
 // Credentials identify a client to an outbox that requires them, and say
@@ -148,25 +147,4 @@ func applyAuth(opts *server.Options, users []AuthUser) error {
 		}
 	}
 	return nil
-}
-
-// NkeyPublic reads an nkey user seed file and returns its public key.
-func NkeyPublic(seedFile string) (string, error) {
-	b, err := os.ReadFile(seedFile)
-	if err != nil {
-		return "", err
-	}
-	kp, err := nkeys.FromSeed(bytes.TrimSpace(b))
-	if err != nil {
-		return "", fmt.Errorf("%s is not an nkey seed: %w", seedFile, err)
-	}
-	defer kp.Wipe()
-	pub, err := kp.PublicKey()
-	if err != nil {
-		return "", err
-	}
-	if !strings.HasPrefix(pub, "U") {
-		return "", fmt.Errorf("%s is not a user nkey seed (SU...)", seedFile)
-	}
-	return pub, nil
 }

@@ -192,7 +192,7 @@ func WithMaxBatch(n int) PublisherOption {
 
 // Defaults of a Publisher.
 const (
-	DefaultMaxEventSize = 1 << 20
+	DefaultMaxEventSize = event.DefaultMaxSize
 	DefaultAckTimeout   = 10 * time.Second
 	defaultMaxBatch     = 500
 	maxBatchesInFlight  = 2

@@ -155,14 +155,14 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 			SyncAlways: always, SyncInterval: interval,
 			// Room for the event plus its headers.
 			MaxPayload: int32(cfg.Outbox.MaxEventSize) + 64<<10,
-			Self:       cfg.Credentials(), TLS: cfg.Outbox.TLS.Files(),
+			Self:       credentials(cfg), TLS: tlsFiles(cfg.Outbox.TLS),
 		}
-		if sc.Users, err = cfg.ServerUsers(); err != nil {
+		if sc.Users, err = serverUsers(cfg); err != nil {
 			return nil, err
 		}
 		if cfg.Cluster.Enabled() {
 			sc.Cluster = outbox.ClusterConfig{Name: cfg.Cluster.Name, Listen: cfg.Cluster.Listen, Routes: cfg.Cluster.RouteURLs(),
-				User: cfg.Cluster.Auth.User, Password: cfg.Cluster.Auth.Password, TLS: cfg.Cluster.TLS.Files()}
+				User: cfg.Cluster.Auth.User, Password: cfg.Cluster.Auth.Password, TLS: tlsFiles(cfg.Cluster.TLS)}
 		}
 		if w.server, err = outbox.StartServer(ctx, sc, log); err != nil {
 			return nil, err
@@ -607,7 +607,7 @@ func (w *Worker) stopOutbox() {
 // where a producer (who may subscribe to _INBOX.> for its
 // acknowledgements) cannot read the events they fetch.
 func ConnectOptions(cfg *config.File) ([]nats.Option, error) {
-	opts, err := cfg.Credentials().Options()
+	opts, err := credentials(cfg).Options()
 	if err != nil {
 		return nil, err
 	}
