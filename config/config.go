@@ -105,8 +105,11 @@ func (f *File) WebhookPolicy() (netguard.Policy, error) {
 
 // Log configures the worker's logs.
 type Log struct {
-	Level  string `yaml:"level"`  // debug, info, warn, error
-	Format string `yaml:"format"` // json, text, or auto (text on a terminal)
+	// Level is debug, info, warn or error (the log-level setting
+	// overrides it on every node).
+	Level string `yaml:"level"`
+	// Format is json, text, or auto (text on a terminal).
+	Format string `yaml:"format"`
 }
 
 // Admin configures the worker's HTTP endpoint for /metrics (Prometheus),
@@ -262,12 +265,18 @@ type Outbox struct {
 	// existing NATS cluster (with URL); default 1.
 	Replicas int `yaml:"replicas"`
 	// Sync is "always" (fsync before acknowledging) or an interval.
-	Sync         string        `yaml:"sync"`
-	MaxAge       time.Duration `yaml:"max_age"`
-	MaxBytes     ByteSize      `yaml:"max_bytes"`
-	MaxEventSize ByteSize      `yaml:"max_event_size"`
+	Sync string `yaml:"sync"`
+	// MaxAge drops an event this old, delivered or not (warned about at
+	// 80%); every sink's retry.max_age must be below it.
+	MaxAge time.Duration `yaml:"max_age"`
+	// MaxBytes caps the undelivered backlog; beyond it emit fails with
+	// "outbox full".
+	MaxBytes ByteSize `yaml:"max_bytes"`
+	// MaxEventSize caps one encoded event.
+	MaxEventSize ByteSize `yaml:"max_event_size"`
 	// DuplicateWindow is how long a re-emitted event id is recognised.
-	DuplicateWindow  time.Duration `yaml:"duplicate_window"`
+	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+	// DeadLetterMaxAge is how long a dead letter is kept for replay.
 	DeadLetterMaxAge time.Duration `yaml:"dead_letter_max_age"`
 	// AttemptLogMaxBytes caps the attempts stream, which carries batches
 	// of attempt records to every node's event log; the oldest go first.
@@ -306,8 +315,15 @@ func (f *File) MaxLagBytes() int64 { return int64(f.Outbox.MaxBytes) / 4 }
 
 // SinkCommon holds the settings every kind of sink has.
 type SinkCommon struct {
-	Name   string   `yaml:"name"`
-	Type   string   `yaml:"type"`
+	// Name identifies the sink in commands, metrics and dead letters:
+	// 1 to 64 letters, digits, '_' or '-'.
+	Name string `yaml:"name"`
+	// Type is the sink's kind: webhook, amqp, kafka, handler, or one the
+	// program embedding the worker added.
+	Type string `yaml:"type"`
+	// Events, Levels and States select the events the sink receives:
+	// type globs ("VOLUME_*"), levels (INFO, WARN, ERROR) and action-event
+	// states (Created, Scheduled, Started, Completed). Empty selects all.
 	Events []string `yaml:"events"`
 	Levels []string `yaml:"levels"`
 	States []string `yaml:"states"`
@@ -320,10 +336,16 @@ type SinkCommon struct {
 	CircuitBreaker breaker.Config `yaml:"circuit_breaker"`
 	// Ordering is "none" (default: full concurrency) or "key": events with
 	// the same key reach the sink in emit order, also across retries.
-	Ordering    string       `yaml:"ordering"`
-	Format      string       `yaml:"format"`
-	Concurrency int          `yaml:"concurrency"`
-	Retry       retry.Policy `yaml:"retry"`
+	Ordering string `yaml:"ordering"`
+	// Format is how an event is written: courier (default), gluster
+	// (Gluster's webhook body) or cloudevents.
+	Format string `yaml:"format"`
+	// Concurrency is how many deliveries are in flight per node (default:
+	// the concurrency setting).
+	Concurrency int `yaml:"concurrency"`
+	// Retry is the backoff between attempts and when an event becomes a
+	// dead letter (defaults: the retry-* settings).
+	Retry retry.Policy `yaml:"retry"`
 }
 
 // Sink is one configured sink: the common part, its kind and the kind's
@@ -436,6 +458,7 @@ func (s *Sink) applyDefaults(d SinkDefaults) {
 		s.Concurrency = d.Concurrency
 	}
 	s.Retry = s.Retry.WithDefaultsFrom(d.Retry)
+	s.CircuitBreaker = s.CircuitBreaker.WithDefaults()
 }
 
 // AttemptTimeout bounds one delivery attempt: the sink's own timeout,

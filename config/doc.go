@@ -2,3 +2,5 @@
 // error naming it and its line), with ${ENV} expansion for secrets, defaults
 // filled in and every value validated once, before anything starts.
 package config
+
+//go:generate go run ../internal/configdoc/gen -root .. -o ../docs/configuration.md

@@ -36,6 +36,7 @@ type IngestToken struct {
 // ServerTLS serves a listener over TLS with a certificate and its key
 // (PEM files). Both or neither.
 type ServerTLS struct {
+	// CertFile and KeyFile are the server's PEM certificate (chain) and key.
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
 }

@@ -38,13 +38,17 @@ func (a OutboxAuth) On() bool { return a.User != "" || a.NkeySeedFile != "" }
 // ListenerTLS is a NATS listener's certificate, key and CA (the CA
 // verifies the peers where they must present a certificate: routes).
 type ListenerTLS struct {
+	// CertFile and KeyFile are the listener's PEM certificate and key.
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
-	CAFile   string `yaml:"ca_file"`
+	// CAFile holds the PEM certificates that sign the peers' certificates.
+	CAFile string `yaml:"ca_file"`
 }
 
 // RouteAuth is the user and password every route must present.
 type RouteAuth struct {
+	// User and Password are what every node presents and requires (write
+	// the password as ${NAME}).
 	User     string `yaml:"user"`
 	Password string `yaml:"password"`
 }

@@ -23,8 +23,8 @@ type Policy struct {
 	// it was stored.
 	MaxAge time.Duration `yaml:"max_age"`
 	// Jitter spreads retries of events that failed together, as a fraction of
-	// the delay (0.5 means ±50%). Zero takes the default unless the YAML
-	// said "jitter: 0" (see UnmarshalYAML), or NoJitter is set.
+	// the delay (0.5 means ±50%). Zero takes the default unless written
+	// as "jitter: 0" (UnmarshalYAML sets NoJitter then).
 	Jitter float64 `yaml:"jitter"`
 	// NoJitter makes a zero Jitter mean none rather than the default.
 	NoJitter bool `yaml:"-"`

@@ -20,7 +20,11 @@ import (
 // so an outage shorter than retry.max_age dead-letters nothing.
 // A negative Failures turns the breaker off; 0 means the default, 5.
 type Config struct {
-	Failures     int           `yaml:"failures"`
+	// Failures is how many retryable failures in a row open the circuit
+	// (-1: never).
+	Failures int `yaml:"failures"`
+	// ProbeInitial is the first wait before a probe, doubling after each
+	// failed probe up to ProbeMax.
 	ProbeInitial time.Duration `yaml:"probe_initial"`
 	ProbeMax     time.Duration `yaml:"probe_max"`
 }

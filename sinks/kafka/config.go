@@ -53,8 +53,10 @@ type TLSConfig = sinks.TLS
 type SASLConfig struct {
 	// Mechanism is plain, scram-sha-256 or scram-sha-512.
 	Mechanism string `yaml:"mechanism"`
-	Username  string `yaml:"username"`
-	Password  string `yaml:"password"`
+	// Username and Password are the credentials (write the password as
+	// ${NAME}).
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
 }
 
 // Message key choices.
