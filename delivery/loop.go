@@ -332,7 +332,7 @@ func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (hol
 			semconv.MessagingSystemKey.String("nats"),
 			semconv.MessagingOperationTypeProcess,
 			semconv.MessagingDestinationName(outbox.StreamEvents),
-			semconv.MessagingConsumerGroupName(ConsumerName(l.cfg.Name)),
+			semconv.MessagingConsumerGroupName(outbox.ConsumerName(l.cfg.Name)),
 			semconv.MessagingMessageID(env.ID),
 			attribute.String("courier.sink", l.cfg.Name),
 			attribute.String("courier.event.type", env.Type),

@@ -17,7 +17,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/ingest"
 	"github.com/courierhq/courier/internal/testutil"
@@ -43,7 +42,7 @@ func start(t *testing.T, s setup) endpoint {
 	t.Helper()
 	srv, js := testutil.StartOutbox(t, s.limits)
 	// The events stream keeps events only for the sinks' consumers.
-	if _, err := delivery.EnsureConsumer(context.Background(), js, "probe", time.Minute, 100000); err != nil {
+	if _, err := outbox.EnsureConsumer(context.Background(), js, "probe", time.Minute, 100000); err != nil {
 		t.Fatal(err)
 	}
 	opts := []outbox.PublisherOption{outbox.WithNode("n1")}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/testutil"
 	"github.com/courierhq/courier/outbox"
@@ -23,7 +22,7 @@ func withSink(t *testing.T, js jetstream.JetStream) jetstream.Consumer { return 
 
 func withSinkB(t testing.TB, js jetstream.JetStream) jetstream.Consumer {
 	t.Helper()
-	c, err := delivery.EnsureConsumer(context.Background(), js, "probe", time.Minute, 100000)
+	c, err := outbox.EnsureConsumer(context.Background(), js, "probe", time.Minute, 100000)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/testutil"
 	"github.com/courierhq/courier/outbox"
@@ -65,7 +64,7 @@ func startOutboxIn(t *testing.T, dataDir, listen string) (*outbox.Server, jetstr
 	if err := outbox.EnsureStreams(ctx, js, outbox.Limits{Duplicates: 2 * time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := delivery.EnsureConsumer(ctx, js, "probe", time.Minute, 100000); err != nil {
+	if _, err := outbox.EnsureConsumer(ctx, js, "probe", time.Minute, 100000); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Listen(ctx); err != nil {

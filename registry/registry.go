@@ -22,7 +22,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/courierhq/courier/config"
-	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/outbox"
 )
 
@@ -154,7 +153,7 @@ func (r *Registry) parse(def []byte, origin string, d config.SinkDefaults) (conf
 // stores the definition, which every node picks up. With replace false an
 // existing sink of that name is an error.
 func (r *Registry) Put(ctx context.Context, definition []byte, origin string, replace bool) (config.Sink, error) {
-	return r.put(ctx, definition, origin, replace, delivery.EnsureConsumer)
+	return r.put(ctx, definition, origin, replace, outbox.EnsureConsumer)
 }
 
 type ensureConsumerFunc func(ctx context.Context, js jetstream.JetStream, sink string, ackWait time.Duration, maxAckPending int) (jetstream.Consumer, error)
@@ -212,7 +211,7 @@ func (r *Registry) Delete(ctx context.Context, name string) (undelivered uint64,
 	}
 	// Also when the definition is gone already: a delete that failed
 	// half-way is finished by running it again.
-	removed, existed, err := delivery.RemoveConsumer(ctx, r.js, name)
+	removed, existed, err := outbox.RemoveConsumer(ctx, r.js, name)
 	if err != nil {
 		return 0, err
 	}
@@ -252,14 +251,14 @@ func (r *Registry) Seed(ctx context.Context, file *config.File) (added, updated,
 		case rec.Definition == s.Source:
 			// Make sure the consumer exists (a sink seeded by an earlier
 			// version, or a consumer removed by hand).
-			if _, err := delivery.EnsureStartupConsumer(ctx, r.js, s.Name, s.AckWait(), s.MaxAckPending()); err != nil {
+			if _, err := outbox.EnsureStartupConsumer(ctx, r.js, s.Name, s.AckWait(), s.MaxAckPending()); err != nil {
 				return added, updated, removed, overridden, err
 			}
 			continue
 		default:
 			updated = append(updated, s.Name)
 		}
-		if _, err := r.put(ctx, []byte(s.Source), OriginFile, true, delivery.EnsureStartupConsumer); err != nil {
+		if _, err := r.put(ctx, []byte(s.Source), OriginFile, true, outbox.EnsureStartupConsumer); err != nil {
 			return added, updated, removed, overridden, fmt.Errorf("seed sink %s: %w", s.Name, err)
 		}
 	}

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/testutil"
 	"github.com/courierhq/courier/outbox"
@@ -359,7 +358,7 @@ func TestFlushStopsWhenTheContextEnds(t *testing.T) {
 
 func TestConcurrentFlushersStoreEachEventOnce(t *testing.T) {
 	srv, js := testutil.StartOutbox(t, outbox.Limits{})
-	if _, err := delivery.EnsureConsumer(context.Background(), js, "probe", time.Minute, 100000); err != nil {
+	if _, err := outbox.EnsureConsumer(context.Background(), js, "probe", time.Minute, 100000); err != nil {
 		t.Fatal(err)
 	}
 	sp := open(t)
@@ -419,7 +418,7 @@ func TestConcurrentFlushersStoreEachEventOnce(t *testing.T) {
 // rename and a vanished file means another flusher sent it.
 func TestFlushWhileProducersSpoolLosesNothing(t *testing.T) {
 	srv, js := testutil.StartOutbox(t, outbox.Limits{})
-	if _, err := delivery.EnsureConsumer(context.Background(), js, "probe", time.Minute, 100000); err != nil {
+	if _, err := outbox.EnsureConsumer(context.Background(), js, "probe", time.Minute, 100000); err != nil {
 		t.Fatal(err)
 	}
 	sp := open(t)

@@ -14,7 +14,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/outbox"
 )
 
@@ -120,7 +119,7 @@ func Sinks(ctx context.Context, js jetstream.JetStream, names []string, nodes []
 		if st, err := states.Get(ctx, name); err == nil && st.Disabled {
 			row.State = StateDisabled + ": " + st.Reason
 		}
-		if c, err := js.Consumer(ctx, outbox.StreamEvents, delivery.ConsumerName(name)); err == nil {
+		if c, err := js.Consumer(ctx, outbox.StreamEvents, outbox.ConsumerName(name)); err == nil {
 			row.Pending, row.InFlight = Backlog(c.CachedInfo())
 		}
 		row.DeadLetters, _ = dlq.Count(ctx, name)

@@ -15,7 +15,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/courierhq/courier/config"
-	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/eventlog"
 	"github.com/courierhq/courier/observability"
@@ -255,7 +254,7 @@ func (w *Worker) deliveryBusy(ctx context.Context) bool {
 		if st.Disabled.Load() || st.CircuitOpen.Load() {
 			continue
 		}
-		c, err := w.js.Consumer(ctx, outbox.StreamEvents, delivery.ConsumerName(name))
+		c, err := w.js.Consumer(ctx, outbox.StreamEvents, outbox.ConsumerName(name))
 		if err == nil && c.CachedInfo().NumPending > logYieldBacklog {
 			return true
 		}

@@ -158,7 +158,7 @@ var errConsumerUnavailable = errors.New("outbox unavailable")
 // job, so a node cannot bring back the consumer of a sink deleted
 // meanwhile.
 func (w *Worker) startSink(ctx context.Context, sc config.Sink) (*runningSink, error) {
-	cons, err := w.js.Consumer(ctx, outbox.StreamEvents, delivery.ConsumerName(sc.Name))
+	cons, err := w.js.Consumer(ctx, outbox.StreamEvents, outbox.ConsumerName(sc.Name))
 	if err != nil {
 		return nil, fmt.Errorf("%w: open consumer of sink %s: %w", errConsumerUnavailable, sc.Name, err)
 	}

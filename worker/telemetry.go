@@ -12,7 +12,6 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/eventlog"
 	"github.com/courierhq/courier/internal/bearer"
 	"github.com/courierhq/courier/outbox"
@@ -101,7 +100,7 @@ func (w *Worker) registerGauges(dlq *outbox.DeadLetters) error {
 			sink := metric.WithAttributes(attribute.String("sink", name))
 			o.ObserveInt64(disabled, boolInt(l.Stats().Disabled.Load()), sink)
 			o.ObserveInt64(circuit, boolInt(l.Stats().CircuitOpen.Load()), sink)
-			if c, err := w.js.Consumer(ctx, outbox.StreamEvents, delivery.ConsumerName(name)); err == nil {
+			if c, err := w.js.Consumer(ctx, outbox.StreamEvents, outbox.ConsumerName(name)); err == nil {
 				waiting, inFlight := status.Backlog(c.CachedInfo())
 				o.ObserveInt64(pending, int64(waiting)+int64(inFlight), sink)
 			}

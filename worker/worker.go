@@ -452,7 +452,7 @@ func (w *Worker) setUpOnce(ctx context.Context, js jetstream.JetStream) error {
 	for _, r := range recs {
 		keep[r.Name] = true
 	}
-	stale, err := delivery.RemoveStaleConsumers(ctx, js, keep)
+	stale, err := outbox.RemoveStaleConsumers(ctx, js, keep)
 	for name, pending := range stale {
 		w.log.Warn("sink no longer defined: removed its consumer; its undelivered events are no longer kept for it", "sink", name, "undelivered", pending)
 	}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/internal/testutil"
 	"github.com/courierhq/courier/outbox"
 )
@@ -72,7 +71,7 @@ func emit(t *testing.T, stdin string, args ...string) result {
 func outboxWithSink(t *testing.T, limits outbox.Limits) (string, jetstream.JetStream) {
 	t.Helper()
 	srv, js := testutil.StartOutbox(t, limits)
-	if _, err := delivery.EnsureConsumer(context.Background(), js, "probe", time.Minute, 100000); err != nil {
+	if _, err := outbox.EnsureConsumer(context.Background(), js, "probe", time.Minute, 100000); err != nil {
 		t.Fatal(err)
 	}
 	return srv.ClientURL(), js

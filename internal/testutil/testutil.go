@@ -24,7 +24,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/courierhq/courier/config"
-	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/sinks"
@@ -428,7 +427,7 @@ func StartAuthOutbox(t testing.TB, users []outbox.AuthUser, self outbox.Credenti
 	if err := outbox.EnsureStreams(ctx, js, outbox.Limits{Duplicates: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := delivery.EnsureConsumer(ctx, js, "probe", time.Minute, 1000); err != nil {
+	if _, err := outbox.EnsureConsumer(ctx, js, "probe", time.Minute, 1000); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := outbox.EnsureBucket(ctx, js, outbox.BucketSinks, "sinks", 1); err != nil {

@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/courierhq/courier/config"
-	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/outbox"
 	"github.com/courierhq/courier/sinks/builtin"
 	"github.com/courierhq/courier/worker"
@@ -96,13 +95,8 @@ func outboxExtra(settings string) string {
 // sinkTimeout is the configured sink's own timeout, from which the worker
 // derives the consumer's AckWait.
 func sinkTimeout(s config.Sink) time.Duration {
-	switch {
-	case s.AMQP != nil:
-		return s.AMQP.Timeout
-	case s.Kafka != nil:
-		return s.Kafka.Timeout
-	case s.Webhook != nil:
-		return s.Webhook.Timeout
+	if s.Settings != nil {
+		return s.Settings.AttemptTimeout()
 	}
 	return 15 * time.Second
 }
@@ -141,7 +135,7 @@ func (c *courierSys) open(ctx context.Context) error {
 	// consumer would start at new events only.
 	timeout := sinkTimeout(c.cfg.Sinks[0]) + time.Second
 	ackWait := timeout + timeout/2 + 2*time.Second
-	if _, err := delivery.EnsureConsumer(ctx, js, sinkName, ackWait, max(1000, 20*c.p.Concurrency)); err != nil {
+	if _, err := outbox.EnsureConsumer(ctx, js, sinkName, ackWait, max(1000, 20*c.p.Concurrency)); err != nil {
 		return fmt.Errorf("sink consumer: %w", err)
 	}
 	if err := c.srv.Listen(ctx); err != nil {

@@ -1,4 +1,4 @@
-package delivery
+package outbox
 
 import (
 	"context"
@@ -8,14 +8,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/courierhq/courier/outbox"
 )
 
-const consumerPrefix = outbox.ConsumerPrefix
-
 // ConsumerName is the durable consumer that holds a sink's position.
-func ConsumerName(sink string) string { return consumerPrefix + sink }
+func ConsumerName(sink string) string { return ConsumerPrefix + sink }
 
 // EnsureConsumer creates the sink's durable consumer, or updates it and keeps
 // its position. A new consumer starts with events stored from now on.
@@ -36,7 +32,7 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, sink string, ac
 	cfg := jetstream.ConsumerConfig{
 		Durable:        ConsumerName(sink),
 		Description:    "Courier delivery to sink " + sink,
-		FilterSubjects: outbox.ConsumerSubjects(sink),
+		FilterSubjects: ConsumerSubjects(sink),
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        ackWait,
@@ -45,9 +41,9 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, sink string, ac
 		MaxDeliver:    -1,
 		MaxAckPending: maxAckPending,
 	}
-	stream, err := js.Stream(ctx, outbox.StreamEvents)
+	stream, err := js.Stream(ctx, StreamEvents)
 	if err != nil {
-		return nil, fmt.Errorf("set up consumer for sink %s: open %s: %w", sink, outbox.StreamEvents, err)
+		return nil, fmt.Errorf("set up consumer for sink %s: open %s: %w", sink, StreamEvents, err)
 	}
 	existing, err := stream.Consumer(ctx, cfg.Durable)
 	switch {
@@ -74,18 +70,18 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, sink string, ac
 const newStreamWindow = time.Minute
 
 // RemoveStaleConsumers deletes the consumers of sinks no longer configured,
-// so they stop holding events in the outbox. It returns the removed sinks
+// so they stop holding events in the  It returns the removed sinks
 // with the number of events each still had pending.
 func RemoveStaleConsumers(ctx context.Context, js jetstream.JetStream, keep map[string]bool) (map[string]uint64, error) {
-	stream, err := js.Stream(ctx, outbox.StreamEvents)
+	stream, err := js.Stream(ctx, StreamEvents)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", outbox.StreamEvents, err)
+		return nil, fmt.Errorf("open %s: %w", StreamEvents, err)
 	}
 	removed := map[string]uint64{}
 	infos := stream.ListConsumers(ctx)
 	var stale []*jetstream.ConsumerInfo
 	for info := range infos.Info() {
-		sink, ok := strings.CutPrefix(info.Name, consumerPrefix)
+		sink, ok := strings.CutPrefix(info.Name, ConsumerPrefix)
 		// A young consumer may belong to a sink being added right now,
 		// whose definition is stored just after its consumer.
 		if ok && !keep[sink] && time.Since(info.Created) > newStreamWindow {
@@ -99,7 +95,7 @@ func RemoveStaleConsumers(ctx context.Context, js jetstream.JetStream, keep map[
 		if err := stream.DeleteConsumer(ctx, info.Name); err != nil {
 			return removed, fmt.Errorf("remove consumer %s: %w", info.Name, err)
 		}
-		removed[strings.TrimPrefix(info.Name, consumerPrefix)] = info.NumPending + uint64(info.NumAckPending)
+		removed[strings.TrimPrefix(info.Name, ConsumerPrefix)] = info.NumPending + uint64(info.NumAckPending)
 	}
 	return removed, nil
 }
@@ -108,7 +104,7 @@ func RemoveStaleConsumers(ctx context.Context, js jetstream.JetStream, keep map[
 // still had to deliver, and whether it existed. A consumer already gone is
 // not an error.
 func RemoveConsumer(ctx context.Context, js jetstream.JetStream, sink string) (undelivered uint64, existed bool, err error) {
-	c, err := js.Consumer(ctx, outbox.StreamEvents, ConsumerName(sink))
+	c, err := js.Consumer(ctx, StreamEvents, ConsumerName(sink))
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return 0, false, nil
 	}
@@ -116,7 +112,7 @@ func RemoveConsumer(ctx context.Context, js jetstream.JetStream, sink string) (u
 		return 0, false, fmt.Errorf("open consumer of sink %s: %w", sink, err)
 	}
 	info := c.CachedInfo()
-	if err := js.DeleteConsumer(ctx, outbox.StreamEvents, ConsumerName(sink)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if err := js.DeleteConsumer(ctx, StreamEvents, ConsumerName(sink)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return 0, true, fmt.Errorf("remove consumer of sink %s: %w", sink, err)
 	}
 	return info.NumPending + uint64(info.NumAckPending), true, nil
