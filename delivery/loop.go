@@ -49,10 +49,10 @@ type Config struct {
 	// within it.
 	AckWait time.Duration
 	// Attempts, when set, records every attempt's outcome.
-	Attempts *outbox.AttemptLog
+	Attempts AttemptRecorder
 	// States holds the sink's enabled/disabled state shared by every node
 	// (nil: kept in memory only).
-	States *outbox.SinkStates
+	States StateStore
 	// Breaker configures the sink's circuit breaker (see breaker.Config).
 	Breaker breaker.Config
 	// Limiter, when set, paces the attempts (a sink's rate limit).
@@ -84,8 +84,8 @@ type Stats struct {
 type Loop struct {
 	cfg     Config
 	cons    jetstream.Consumer
-	dlq     *outbox.DeadLetters
-	retries *outbox.Retries
+	dlq     DeadLetterStore
+	retries Requeuer
 	brk     *breaker.Breaker
 	keys    keyQueues
 	keeper  *keeper
@@ -103,7 +103,7 @@ const (
 )
 
 // NewLoop returns a loop over cons for the configured sink.
-func NewLoop(cfg Config, cons jetstream.Consumer, dlq *outbox.DeadLetters, retries *outbox.Retries, log *slog.Logger) (*Loop, error) {
+func NewLoop(cfg Config, cons jetstream.Consumer, dlq DeadLetterStore, retries Requeuer, log *slog.Logger) (*Loop, error) {
 	if cfg.ParkAfter <= 0 {
 		cfg.ParkAfter = DefaultParkAfter
 	}

@@ -177,7 +177,7 @@ func (w *Worker) startSink(ctx context.Context, sc config.Sink) (*runningSink, e
 		DrainTimeout: w.cfg.ShutdownTimeout, Node: w.cfg.NodeID,
 		Tracer: w.tracer(), Meter: w.meter(),
 		ParkAfter: w.parkAfter, Limiter: limiter, Breaker: sc.CircuitBreaker, States: w.deps.states,
-		Attempts: w.deps.attempts, Ordered: sc.Ordering == "key", AckWait: sc.AckWait(),
+		Attempts: w.attemptRecorder(), Ordered: sc.Ordering == "key", AckWait: sc.AckWait(),
 	}, cons, w.deps.dlq, w.deps.retries, w.log)
 	if err != nil {
 		_ = sink.Close(ctx)
@@ -241,4 +241,13 @@ func (w *Worker) SinkConfig(name string) config.Sink {
 		return r.cfg
 	}
 	return config.Sink{}
+}
+
+// attemptRecorder is where loops record attempts: none with the event log
+// off (a nil *outbox.AttemptLog would make a non-nil interface).
+func (w *Worker) attemptRecorder() delivery.AttemptRecorder {
+	if w.deps.attempts == nil {
+		return nil
+	}
+	return w.deps.attempts
 }
