@@ -36,9 +36,13 @@ type Decision struct {
 	Exhausted bool
 }
 
-// Decide is the single place where Courier chooses between acknowledging,
-// retrying and dead-lettering an event, from the attempt that just ended
-// (1 for the first), when the event was stored and the sink's error.
+// Decide chooses between acknowledging, retrying, dead-lettering and
+// disabling, from the attempt that just ended (1 for the first), when the
+// event was stored and the sink's error. It and the functions below it in
+// this file are every such choice the loop makes: what an attempt made
+// during an outage changes, when a retry waits in place or moves to the
+// end of the outbox, and when an event whose dead letter could not be
+// stored is tried again.
 func Decide(p retry.Policy, attempt int, stored, now time.Time, err error) Decision {
 	if err == nil {
 		return Decision{Action: Ack}
@@ -63,4 +67,37 @@ func Decide(p retry.Policy, attempt int, stored, now time.Time, err error) Decis
 		delay = left
 	}
 	return Decision{Action: Retry, Delay: delay}
+}
+
+// duringOutage revises d for an attempt made while the sink's circuit was
+// open (a probe, or one under way when it opened): its failure says
+// nothing about the event, so running out of attempts does not
+// dead-letter it. Only max_age may give up on it while the endpoint is
+// down; until then it is retried at most max_interval apart.
+func duringOutage(p retry.Policy, d Decision, stored, now time.Time) Decision {
+	if !d.Exhausted {
+		return d
+	}
+	return Decision{Action: Retry, Delay: min(p.MaxInterval, max(stored.Add(p.MaxAge).Sub(now), time.Millisecond))}
+}
+
+// deadLetterUnstored is when to try again an event whose dead letter could
+// not be stored: it stays in the outbox, not acknowledged, and is
+// dead-lettered by a later attempt.
+func deadLetterUnstored(p retry.Policy, attempt int) time.Duration { return p.Delay(attempt) }
+
+// retryInPlace reports whether a retry due after delay waits at the
+// event's own outbox position (JetStream redelivers it then) rather than
+// moving to the end of the outbox: only a short wait does, and never for
+// an event already moved, whose attempt count lives in its headers.
+func retryInPlace(parked bool, delay, parkAfter time.Duration) bool {
+	return !parked && delay <= parkAfter
+}
+
+// earlyWait is what to do with a moved event fetched before its attempt is
+// due, wait from now: its first delivery at the new position waits there
+// (at most parkAfter, so it holds back trimming no longer than that);
+// after that it moves to the end again. inPlace false means move it.
+func earlyWait(numDelivered uint64, wait, parkAfter time.Duration) (inPlace bool, delay time.Duration) {
+	return numDelivered == 1, min(wait, parkAfter)
 }

@@ -291,6 +291,11 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) { l.attempt(ctx, m
 // ordering by key a retry is not settled: it returns the delay, and the
 // key's worker holds the event (and its key) until then. earlier counts the
 // attempts already made while the event was held.
+//
+// It is a sequence of steps, each of which may settle the message and end
+// the attempt: admit (decode, filter, disabled sink), waitOrPark (a parked
+// event not yet due), send, judge (the breaker and Decide), report
+// (telemetry and the attempt log) and settle.
 func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (holdFor time.Duration) {
 	md, err := msg.Metadata()
 	if err != nil {
@@ -299,34 +304,62 @@ func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (hol
 	}
 	l.keeper.hold(msg)
 	defer l.keeper.release(msg)
-	env, err := event.DecodeStored(msg.Data())
-	if err != nil {
-		l.settleUndecodable(ctx, msg, md, err)
-		return 0
-	}
-	if !l.cfg.Filter.MatchEvent(&env) {
-		l.stats.Filtered.Add(1)
-		l.tel.count(ctx, outcomeFiltered)
-		l.ack(msg, &env)
-		return 0
-	}
-	if l.stats.Disabled.Load() {
-		// Fetched just before the sink was disabled: leave it for later.
-		_ = msg.NakWithDelay(time.Second)
+	env, ok := l.admit(ctx, msg, md)
+	if !ok {
 		return 0
 	}
 	lin := readLineage(msg, md)
 	if l.waitOrPark(ctx, msg, md, lin, env.Type) {
 		return 0
 	}
-	attempt := lin.attempt(md) + earlier
+	number := lin.attempt(md) + earlier
+	ctx, span := l.startSpan(ctx, msg, &env, number)
+	defer span.End()
+	res, ok := l.send(ctx, msg, &env)
+	if !ok {
+		span.SetAttributes(attribute.String("courier.delivery.outcome", outcomeInterrupted))
+		return 0
+	}
+	d := l.judge(ctx, res, number, lin.stored)
+	l.report(ctx, span, &env, number, res, d)
+	return l.settle(ctx, msg, md, lin, &env, number, res.err, d)
+}
 
-	// One consumer span per attempt, continuing the producer's trace from
-	// the event's headers; the sink's own client span and the receiver's
-	// spans hang below it.
+// sent is what one Send did.
+type sent struct {
+	start, end time.Time
+	err        error
+}
+
+// admit decodes the event and settles what is not to be sent: bytes that
+// are not an event (dead-lettered), an event the filter skips
+// (acknowledged) and one fetched just as the sink was disabled (left for
+// later). It reports whether to go on.
+func (l *Loop) admit(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) (event.Envelope, bool) {
+	env, err := event.DecodeStored(msg.Data())
+	if err != nil {
+		l.settleUndecodable(ctx, msg, md, err)
+		return env, false
+	}
+	if !l.cfg.Filter.MatchEvent(&env) {
+		l.stats.Filtered.Add(1)
+		l.tel.count(ctx, outcomeFiltered)
+		l.ack(msg, &env)
+		return env, false
+	}
+	if l.stats.Disabled.Load() {
+		_ = msg.NakWithDelay(time.Second)
+		return env, false
+	}
+	return env, true
+}
+
+// startSpan opens the attempt's consumer span, continuing the producer's
+// trace from the event's headers; the sink's own client span and the
+// receiver's spans hang below it.
+func (l *Loop) startSpan(ctx context.Context, msg jetstream.Msg, env *event.Envelope, number int) (context.Context, trace.Span) {
 	ctx = observability.Propagator().Extract(ctx, observability.NATSCarrier(msg.Headers()))
 	ctx, span := l.tel.tracer.Start(ctx, l.tel.spanName, l.tel.consumerSpan)
-	defer span.End()
 	if span.IsRecording() { // with tracing off (the default) none of it is kept
 		span.SetAttributes(
 			semconv.MessagingSystemKey.String("nats"),
@@ -336,86 +369,104 @@ func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (hol
 			semconv.MessagingMessageID(env.ID),
 			attribute.String("courier.sink", l.cfg.Name),
 			attribute.String("courier.event.type", env.Type),
-			attribute.Int("courier.delivery.attempt", attempt),
+			attribute.Int("courier.delivery.attempt", number),
 		)
 		if seq := msg.Headers().Get(outbox.ReplayedHeader); seq != "" {
 			span.AddEvent("replayed", trace.WithAttributes(attribute.String("courier.dead_letter.seq", seq)))
 		}
 	}
+	return ctx, span
+}
 
+// send waits for the rate limit's turn and sends. When the worker is
+// shutting down meanwhile, that was no fair attempt: the event is handed
+// back at once and send reports false.
+func (l *Loop) send(ctx context.Context, msg jetstream.Msg, env *event.Envelope) (sent, bool) {
 	if l.cfg.Limiter != nil {
 		if err := l.cfg.Limiter.Wait(ctx); err != nil {
-			// Shutting down while waiting for a turn: hand the event back.
 			_ = msg.Nak()
-			return 0
+			return sent{}, false
 		}
 	}
-	start := l.now()
+	res := sent{start: l.now()}
 	sendCtx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
-	err = l.cfg.Sink.Send(sendCtx, &env)
+	res.err = l.cfg.Sink.Send(sendCtx, env)
 	cancel()
-	if err != nil && ctx.Err() != nil {
-		// Shutting down: this was not a fair attempt. Hand it back at once.
-		span.SetAttributes(attribute.String("courier.delivery.outcome", outcomeInterrupted))
+	if res.err != nil && ctx.Err() != nil {
 		_ = msg.Nak()
-		return 0
+		return sent{}, false
 	}
-	now := l.now()
+	res.end = l.now()
+	return res, true
+}
+
+// judge feeds the outcome to the circuit breaker and decides.
+func (l *Loop) judge(ctx context.Context, res sent, number int, stored time.Time) Decision {
 	outage, _ := l.brk.State() // before this attempt's outcome is recorded
-	switch opened, closed := l.brk.Record(err, start, now); {
+	switch opened, closed := l.brk.Record(res.err, res.start, res.end); {
 	case opened:
 		l.stats.CircuitOpen.Store(true)
 		l.log.WarnContext(ctx, "circuit opened: the endpoint keeps failing; fetching stops and one event probes it at a growing interval",
-			"failures", l.cfg.Breaker.Failures, "err", err)
+			"failures", l.cfg.Breaker.Failures, "err", res.err)
 	case closed:
 		l.stats.CircuitOpen.Store(false)
 		l.log.InfoContext(ctx, "circuit closed: the endpoint answers again; delivering at full speed")
 	}
-	d := Decide(l.cfg.Policy, attempt, lin.stored, now, err)
-	if d.Exhausted && outage {
-		// A probe during an outage says nothing about this event: only
-		// max_age may give up on it while the endpoint is down.
-		d = Decision{Action: Retry, Delay: min(l.cfg.Policy.MaxInterval, max(lin.stored.Add(l.cfg.Policy.MaxAge).Sub(now), time.Millisecond))}
+	d := Decide(l.cfg.Policy, number, stored, res.end, res.err)
+	if outage {
+		d = duringOutage(l.cfg.Policy, d, stored, res.end)
 	}
+	return d
+}
+
+// report records the attempt: span, last error, metrics, attempt log.
+func (l *Loop) report(ctx context.Context, span trace.Span, env *event.Envelope, number int, res sent, d Decision) {
 	outcome := d.Action.outcome()
+	took := res.end.Sub(res.start)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("courier.delivery.outcome", outcome))
 	}
-	if err != nil {
-		msg := now.UTC().Format(time.RFC3339) + " " + err.Error()
+	if res.err != nil {
+		msg := res.end.UTC().Format(time.RFC3339) + " " + res.err.Error()
 		l.lastErr.Store(&msg)
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-		if st := retry.Classify(err).Status; st != 0 {
+		span.RecordError(res.err)
+		span.SetStatus(codes.Error, res.err.Error())
+		if st := retry.Classify(res.err).Status; st != 0 {
 			span.SetAttributes(attribute.Int("http.response.status_code", st))
 		}
 	}
-	l.tel.attemptDone(ctx, outcome, now.Sub(start))
-	l.recordAttempt(&env, attempt, outcome, now.Sub(start), err)
+	l.tel.attemptDone(ctx, outcome, took)
+	l.recordAttempt(env, number, outcome, took, res.err)
+}
+
+// settle carries the decision out: acknowledge, retry (or, for an ordered
+// key, return the delay for the key's worker to hold the event), dead
+// letter, or disable the sink.
+func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, lin lineage, env *event.Envelope, number int, cause error, d Decision) (holdFor time.Duration) {
 	if d.Action == Ack {
 		l.stats.Delivered.Add(1)
 		l.tel.count(ctx, outcomeDelivered)
-		l.tel.delivered(ctx, now.Sub(env.Time))
-		l.ack(msg, &env)
+		l.tel.delivered(ctx, l.now().Sub(env.Time))
+		l.ack(msg, env)
 		return 0
 	}
 	// Made only here: a logger with fields per delivered event was about 1.5%
 	// of a backlog drain's CPU, and nothing is logged for those.
-	log := l.log.With("event_id", env.ID, "event_type", env.Type, "attempt", attempt)
+	log := l.log.With("event_id", env.ID, "event_type", env.Type, "attempt", number)
 	switch d.Action {
 	case Retry:
 		l.stats.Retried.Add(1)
 		l.tel.count(ctx, outcomeRetried)
-		span.SetAttributes(attribute.String("courier.delivery.retry_in", d.Delay.String()))
-		log.WarnContext(ctx, "delivery failed; will retry", "err", err, "retry_in", d.Delay.Round(time.Millisecond))
+		trace.SpanFromContext(ctx).SetAttributes(attribute.String("courier.delivery.retry_in", d.Delay.String()))
+		log.WarnContext(ctx, "delivery failed; will retry", "err", cause, "retry_in", d.Delay.Round(time.Millisecond))
 		if l.cfg.Ordered && env.Key != "" {
 			return max(d.Delay, time.Millisecond)
 		}
-		if err := l.scheduleRetry(ctx, msg, md, lin, attempt, d.Delay, env.Type); err != nil {
+		if err := l.scheduleRetry(ctx, msg, md, lin, number, d.Delay, env.Type); err != nil {
 			log.WarnContext(ctx, "could not schedule the retry as planned; the outbox redelivers the event", "err", err)
 		}
 	case DeadLetter:
-		l.deadLetter(ctx, msg, md, attempt, &env, d.Reason, err, log)
+		l.deadLetter(ctx, msg, md, number, env, d.Reason, cause, log)
 	case Disable:
 		l.disable(ctx, d.Reason, log)
 		// The event waits in the outbox for the sink to be enabled again.
@@ -462,7 +513,7 @@ func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.
 	putCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := l.dlq.Put(putCtx, dl); err != nil {
-		delay := l.cfg.Policy.Delay(attempt)
+		delay := deadLetterUnstored(l.cfg.Policy, attempt)
 		log.ErrorContext(ctx, "could not store dead letter; keeping the event in the outbox and retrying", "err", err, "retry_in", delay)
 		_ = msg.NakWithDelay(delay)
 		return

@@ -313,7 +313,9 @@ func TestLoopDeadLettersWhatIsNotAnEvent(t *testing.T) {
 // dead-lettered on a later attempt: never acknowledged without its copy.
 func TestLoopKeepsTheEventWhenItsDeadLetterCannotBeStored(t *testing.T) {
 	h := startLoop(t, func(context.Context, int) error { return retry.NewPermanent(errors.New("422")) },
-		func(_ *delivery.Config, dlq *delivery.DeadLetterStore) { *dlq = &failingDeadLetters{fails: 2, next: *dlq} })
+		func(_ *delivery.Config, dlq *delivery.DeadLetterStore) {
+			*dlq = &failingDeadLetters{fails: 2, next: *dlq}
+		})
 	id := h.emit(event.Envelope{Type: "VOLUME_START"})
 	h.settled()
 	dls := h.deadLetters()

@@ -65,13 +65,14 @@ func (l *Loop) waitOrPark(ctx context.Context, msg jetstream.Msg, md *jetstream.
 	if !lin.parked || wait <= 0 {
 		return false
 	}
-	if md.NumDelivered == 1 {
-		_ = msg.NakWithDelay(min(wait, l.cfg.ParkAfter))
+	inPlace, delay := earlyWait(md.NumDelivered, wait, l.cfg.ParkAfter)
+	if inPlace {
+		_ = msg.NakWithDelay(delay)
 		return true
 	}
 	if err := l.park(ctx, msg, md, lin, eventType); err != nil {
 		l.log.WarnContext(ctx, "could not move a waiting event to the end of the outbox; it waits in place", "err", err)
-		_ = msg.NakWithDelay(min(wait, l.cfg.ParkAfter))
+		_ = msg.NakWithDelay(delay)
 	}
 	return true
 }
@@ -105,7 +106,7 @@ func (l *Loop) park(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMet
 // (and always for an already parked event, whose attempt count lives in
 // its headers).
 func (l *Loop) scheduleRetry(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, lin lineage, attempt int, delay time.Duration, eventType string) error {
-	if !lin.parked && delay <= l.cfg.ParkAfter {
+	if retryInPlace(lin.parked, delay, l.cfg.ParkAfter) {
 		return msg.NakWithDelay(delay)
 	}
 	next := lineage{parked: true, attempts: attempt, stored: lin.stored, notBefore: l.now().Add(delay)}
