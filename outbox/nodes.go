@@ -33,6 +33,11 @@ type NodeInfo struct {
 	// EventLogLag is how many outbox events the node's event log has yet
 	// to log; nil when the node keeps no log.
 	EventLogLag *int64 `json:"event_log_lag,omitempty"`
+	// Settings are the values of the settings (worker config) the node
+	// applies, and SettingsApplied the fingerprint of the overrides they
+	// came from (registry.Fingerprint).
+	Settings        map[string]string `json:"settings,omitempty"`
+	SettingsApplied string            `json:"settings_applied,omitempty"`
 }
 
 // Up reports whether the node's last heartbeat is recent enough.

@@ -2,7 +2,11 @@ package registry
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/courierhq/courier/config"
 )
@@ -79,4 +83,21 @@ func (r *Registry) Reset(ctx context.Context, name string) error {
 		return fmt.Errorf("reset %s: %w", name, err)
 	}
 	return nil
+}
+
+// Fingerprint names a set of overrides: a node reports the fingerprint of
+// the overrides it applied, and a command that changed one waits until
+// every node up reports the fingerprint of the overrides it left.
+func Fingerprint(overrides map[string]string) string {
+	names := make([]string, 0, len(overrides))
+	for k := range overrides {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	for _, k := range names {
+		b.WriteString(k + "=" + overrides[k] + "\n")
+	}
+	sum := sha256.Sum256([]byte(b.String()))
+	return hex.EncodeToString(sum[:8])
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/courierhq/courier/config"
 	"github.com/courierhq/courier/delivery"
 	"github.com/courierhq/courier/outbox"
+	"github.com/courierhq/courier/registry"
 	"github.com/courierhq/courier/sinks"
 )
 
@@ -64,8 +65,15 @@ func (w *Worker) followRegistry(ctx context.Context, changes <-chan struct{}) {
 // run, by name.
 func (w *Worker) reconcile(ctx context.Context) map[string]error {
 	readCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// The overrides before the settings made of them: a change in between
+	// is then applied but reported as not yet, never the other way round,
+	// and the change's own event reconciles again at once.
+	overrides, oerr := w.reg.Overrides(readCtx)
 	desired, settings, errs, err := w.reg.Sinks(readCtx)
 	cancel()
+	if err == nil {
+		err = oerr
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			w.log.Warn("read sink definitions; keeping the running sinks", "err", err)
@@ -138,8 +146,15 @@ func (w *Worker) reconcile(ctx context.Context) map[string]error {
 	for name, err := range errs {
 		problems[name] = err.Error()
 	}
+	applied := map[string]string{}
+	for _, st := range config.SettingNames() {
+		if v, err := settings.Get(st.Name); err == nil {
+			applied[st.Name] = v
+		}
+	}
 	w.mu.Lock()
 	w.problems = problems
+	w.settings = appliedSettings{values: applied, fingerprint: registry.Fingerprint(overrides)}
 	w.mu.Unlock()
 	select { // the commands that changed a definition wait for this
 	case w.beatSoon <- struct{}{}:

@@ -60,6 +60,8 @@ type Worker struct {
 	// problems are the sinks this node does not run, and why (guarded by
 	// mu): heartbeats carry them, so that sinks add can say per node.
 	problems map[string]string
+	// settings are the settings this node applies, for its heartbeat.
+	settings appliedSettings
 	// beatSoon asks for a heartbeat now: the sinks this node runs changed.
 	beatSoon chan struct{}
 
@@ -290,6 +292,7 @@ func (w *Worker) beat(ctx context.Context, stopped bool) {
 	if len(w.problems) > 0 {
 		info.Problems = maps.Clone(w.problems)
 	}
+	info.Settings, info.SettingsApplied = w.settings.values, w.settings.fingerprint
 	for name, r := range w.running {
 		info.Sinks = append(info.Sinks, name)
 		if e := r.loop.LastError(); e != "" {
@@ -628,4 +631,11 @@ func ClientURL(o config.Outbox) string {
 		host = "127.0.0.1"
 	}
 	return "nats://" + net.JoinHostPort(host, port)
+}
+
+// appliedSettings are the settings a node applies (values by name) and the
+// fingerprint of the overrides they came from.
+type appliedSettings struct {
+	values      map[string]string
+	fingerprint string
 }

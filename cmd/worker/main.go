@@ -48,8 +48,9 @@ commands:
   sinks enable NAME         resume a sink disabled by a 410 Gone (or by sinks disable)
   sinks disable NAME        stop delivering to a sink on every node; its events wait
   config get [NAME]         settings every node applies: log level, sink defaults, event purge
-  config set NAME VALUE     change a setting on every node, live
-  config reset NAME|all     back to the file's value or the default
+  config set NAME VALUE     change a setting on every node, live; waits for every node up
+                            and prints a row per node (--wait 20s, --json)
+  config reset NAME|all     back to the file's value or the default (--wait, --json)
   events list               the event log, newest first (--type GLOB --level --state --start-id
                             --account --domain --resource-id --keyword --since 2h | --start-date D
                             --until | --end-date D --archived --limit N --page K --json)

@@ -175,40 +175,18 @@ func reportApplied(ctx context.Context, js jetstream.JetStream, sink string, run
 	if wait <= 0 {
 		return nil
 	}
-	start := time.Now()
-	deadline := start.Add(wait)
-	var (
-		rows    []NodeApplied
-		readErr error
-	)
-	for {
-		readCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		report, err := status.Read(readCtx, js, nil)
-		cancel()
-		if err != nil {
-			readErr = err
-		} else {
-			var settled bool
-			if rows, settled = appliedRows(report.Nodes, sink, running); settled {
-				break
-			}
-		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			break
-		}
-		// A node beats as soon as it applied a change: poll its heartbeat.
-		select {
-		case <-ctx.Done():
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	if rows == nil && readErr != nil {
-		return fmt.Errorf("the change is stored, but which nodes applied it could not be read: %w", readErr)
+	var rows []NodeApplied
+	took, err := waitForNodes(ctx, js, wait, func(nodes []status.Node) (settled bool) {
+		rows, settled = appliedRows(nodes, sink, running)
+		return settled
+	})
+	if err != nil {
+		return err
 	}
 	pending := 0
 	for i, r := range rows {
 		if r.SinkStatus == "" {
-			rows[i].SinkStatus, rows[i].Detail = "WAITING", fmt.Sprintf("not applied within %s (its log says why)", time.Since(start).Round(time.Second))
+			rows[i].SinkStatus, rows[i].Detail = "WAITING", fmt.Sprintf("not applied within %s (its log says why)", took)
 		}
 		if rows[i].NodeStatus == "UP" && (rows[i].SinkStatus == "WAITING" || rows[i].SinkStatus == "FAILED") {
 			pending++
@@ -238,6 +216,125 @@ func reportApplied(ctx context.Context, js jetstream.JetStream, sink string, run
 			verb = "is still running"
 		}
 		return fmt.Errorf("sink %s %s on %d of the nodes up", sink, verb, pending)
+	}
+	return nil
+}
+
+// waitForNodes reads the nodes' heartbeats until settled says every node
+// up applied a change, or wait passed, and returns how long it waited. A
+// node beats as soon as it applied a change, so this polls its heartbeat.
+func waitForNodes(ctx context.Context, js jetstream.JetStream, wait time.Duration, settled func([]status.Node) bool) (time.Duration, error) {
+	start := time.Now()
+	deadline := start.Add(wait)
+	var (
+		read    bool
+		readErr error
+	)
+	for {
+		readCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		report, err := status.Read(readCtx, js, nil)
+		cancel()
+		if err != nil {
+			readErr = err
+		} else {
+			read = true
+			if settled(report.Nodes) {
+				break
+			}
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if !read && readErr != nil {
+		return 0, fmt.Errorf("the change is stored, but which nodes applied it could not be read: %w", readErr)
+	}
+	return time.Since(start).Round(time.Second), nil
+}
+
+// SettingApplied is one node's row after a setting changed.
+type SettingApplied struct {
+	Node       string `json:"node"`
+	NodeStatus string `json:"node_status"` // UP or DOWN
+	// SettingStatus is APPLIED (Value is what the node applies), FAILED
+	// (Detail says why), WAITING (not applied within the wait) or "-" for
+	// a node down.
+	SettingStatus string `json:"setting_status"`
+	Value         string `json:"value,omitempty"`
+	Detail        string `json:"detail,omitempty"`
+}
+
+// reportSettingApplied waits, up to wait, until every node up applies the
+// overrides now stored (their fingerprint) and prints a row per node with
+// the value of name it applies.
+func reportSettingApplied(ctx context.Context, js jetstream.JetStream, reg *registry.Registry, name string, wait time.Duration, asJSON bool, stdout io.Writer) error {
+	if wait <= 0 {
+		return nil
+	}
+	overrides, err := reg.Overrides(ctx)
+	if err != nil {
+		return fmt.Errorf("the change is stored, but the settings could not be read back: %w", err)
+	}
+	want := registry.Fingerprint(overrides)
+	var rows []SettingApplied
+	took, err := waitForNodes(ctx, js, wait, func(nodes []status.Node) bool {
+		rows = rows[:0]
+		settled := true
+		for _, n := range nodes {
+			row := SettingApplied{Node: n.Node, NodeStatus: "DOWN", SettingStatus: "-"}
+			switch {
+			case !n.Up:
+			case n.Problems["settings"] != "":
+				row.NodeStatus, row.SettingStatus, row.Detail = "UP", "FAILED", n.Problems["settings"]
+			case n.SettingsApplied == want:
+				row.NodeStatus, row.SettingStatus, row.Value = "UP", "APPLIED", n.Settings[name]
+			default:
+				row.NodeStatus = "UP"
+				settled = false
+			}
+			rows = append(rows, row)
+		}
+		return settled
+	})
+	if err != nil {
+		return err
+	}
+	pending := 0
+	for i, r := range rows {
+		if r.NodeStatus == "UP" && r.SettingStatus == "-" {
+			rows[i].SettingStatus, rows[i].Detail = "WAITING", fmt.Sprintf("not applied within %s (its log says why)", took)
+		}
+		if rows[i].SettingStatus == "WAITING" || rows[i].SettingStatus == "FAILED" {
+			pending++
+		}
+	}
+	if asJSON {
+		if err := printJSONLines(stdout, rows); err != nil {
+			return err
+		}
+	} else if len(rows) > 0 {
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tNODE STATUS\tSETTING STATUS")
+		for _, r := range rows {
+			st := r.SettingStatus
+			switch {
+			case r.Detail != "":
+				st += ": " + r.Detail
+			case r.SettingStatus == "APPLIED" && name != "all":
+				st += " (" + name + " " + r.Value + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Node, r.NodeStatus, st)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if pending > 0 {
+		return fmt.Errorf("the setting is stored but not applied on %d of the nodes up", pending)
 	}
 	return nil
 }
@@ -333,7 +430,15 @@ func configCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	verb := args[0]
 	fs, cfgPath := newFlags("config " + verb)
-	asJSON := fs.Bool("json", false, "print JSON lines (get)")
+	var (
+		asJSON *bool
+		wait   = new(time.Duration)
+	)
+	if verb == "set" || verb == "reset" {
+		wait, asJSON = applyFlags(fs)
+	} else {
+		asJSON = fs.Bool("json", false, "print JSON lines")
+	}
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
@@ -342,7 +447,7 @@ func configCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if !ok || (n >= 0 && fs.NArg() != n) || (n < 0 && fs.NArg() > 1) {
 		return usageError{"usage: worker config get [NAME] | set NAME VALUE | reset NAME|all"}
 	}
-	_, reg, closeFn, err := openRegistry(ctx, *cfgPath)
+	_, reg, js, closeFn, err := openRegistryJS(ctx, *cfgPath)
 	if err != nil {
 		return err
 	}
@@ -352,14 +457,14 @@ func configCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if err := reg.Set(ctx, fs.Arg(0), fs.Arg(1)); err != nil {
 			return asUsage(err)
 		}
-		fmt.Fprintf(stdout, "%s set to %s on every node\n", fs.Arg(0), fs.Arg(1))
-		return nil
+		fmt.Fprintf(humanOutput(stdout, *asJSON), "%s set to %s on every node\n", fs.Arg(0), fs.Arg(1))
+		return reportSettingApplied(ctx, js, reg, fs.Arg(0), *wait, *asJSON, stdout)
 	case "reset":
 		if err := reg.Reset(ctx, fs.Arg(0)); err != nil {
 			return asUsage(err)
 		}
-		fmt.Fprintf(stdout, "%s reset to the configuration file's value or the default on every node\n", fs.Arg(0))
-		return nil
+		fmt.Fprintf(humanOutput(stdout, *asJSON), "%s reset to the configuration file's value or the default on every node\n", fs.Arg(0))
+		return reportSettingApplied(ctx, js, reg, fs.Arg(0), *wait, *asJSON, stdout)
 	}
 	settings, problems, err := reg.Settings(ctx)
 	if err != nil {

@@ -107,8 +107,14 @@ func TestConfigSetGetResetApplyOnTheRunningNode(t *testing.T) {
 	if r.err != nil || !regexp.MustCompile(`(?m)^concurrency\s+16\s+default\s`).MatchString(r.stdout) {
 		t.Fatalf("config get: %v\n%s", r.err, r.stdout)
 	}
-	if r := cli(t, "config", "set", "--config", d.cfg, "concurrency", "4"); r.err != nil {
+	r = cli(t, "config", "set", "--config", d.cfg, "concurrency", "4")
+	if r.err != nil {
 		t.Fatalf("config set: %v %s", r.err, r.stderr)
+	}
+	// The command waits for the node and shows what it applies, as sinks
+	// add does.
+	if !regexp.MustCompile(`(?m)^NODE\s+NODE STATUS\s+SETTING STATUS\n\S+\s+UP\s+APPLIED \(concurrency 4\)$`).MatchString(r.stdout) {
+		t.Errorf("config set printed:\n%s\nwant the node's row, APPLIED (concurrency 4)", r.stdout)
 	}
 	testutil.Eventually(t, waitFor, func() bool { return d.node.SinkConfig("audit").Concurrency == 4 }, "node applied concurrency 4")
 	r = cli(t, "config", "get", "--config", d.cfg, "concurrency")
@@ -119,8 +125,12 @@ func TestConfigSetGetResetApplyOnTheRunningNode(t *testing.T) {
 	wantUsageError(t, cli(t, "config", "set", "--config", d.cfg, "colour", "red"), `unknown setting "colour"`)
 	wantUsageError(t, cli(t, "config", "set", "--config", d.cfg, "log-level", "loud"), "want debug, info, warn or error")
 
-	if r := cli(t, "config", "reset", "--config", d.cfg, "all"); r.err != nil {
+	r = cli(t, "config", "reset", "--config", d.cfg, "--json", "all")
+	if r.err != nil {
 		t.Fatalf("config reset: %v", r.err)
+	}
+	if !strings.Contains(r.stdout, `"setting_status":"APPLIED"`) || strings.Contains(r.stdout, "reset to") {
+		t.Errorf("config reset --json printed %q, want only the node's JSON row, APPLIED", r.stdout)
 	}
 	testutil.Eventually(t, waitFor, func() bool { return d.node.SinkConfig("audit").Concurrency == 16 }, "node back to the default concurrency")
 }

@@ -117,6 +117,19 @@ func TestSinksTestAsksEveryNode(t *testing.T) {
 	if r.err != nil || !regexp.MustCompile(`(?m)^n3\s+DOWN\s+-$`).MatchString(r.stdout) || !regexp.MustCompile(`(?m)^n2\s+UP\s+RUNNING$`).MatchString(r.stdout) {
 		t.Errorf("sinks add with n3 down: %v\n%s", r.err, r.stdout)
 	}
+	// config set waits for the nodes up the same way, and lists n3 down.
+	r = cliWithin(t, time.Minute, "config", "set", "--config", nodes[0].cfg, "retry-max-attempts", "7", "--wait", "50s")
+	t.Logf("worker config set, n3 down:\n%s", r.stdout)
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^NODE\s+NODE STATUS\s+SETTING STATUS$`),
+		regexp.MustCompile(`(?m)^n1\s+UP\s+APPLIED \(retry-max-attempts 7\)$`),
+		regexp.MustCompile(`(?m)^n2\s+UP\s+APPLIED \(retry-max-attempts 7\)$`),
+		regexp.MustCompile(`(?m)^n3\s+DOWN\s+-$`),
+	} {
+		if r.err != nil || !want.MatchString(r.stdout) {
+			t.Errorf("config set with n3 down: %v; lacks %s", r.err, want)
+		}
+	}
 
 	r = cli(t, "sinks", "test", "--config", nodes[0].cfg, "checked")
 	t.Logf("worker sinks test checked:\n%s", r.stdout)
