@@ -124,3 +124,18 @@ func SettingsOf[T any](kind string, s Settings) (T, error) {
 	}
 	return t, nil
 }
+
+// Construct is what a kind's New does around its own constructor: it
+// checks the settings are the kind's (C), builds, and keeps a failed
+// constructor's nil sink from becoming a non-nil Sink.
+func Construct[C Settings, S Sink](kind string, s Settings, build func(C) (S, error)) (Sink, error) {
+	c, err := SettingsOf[C](kind, s)
+	if err != nil {
+		return nil, err
+	}
+	sink, err := build(c)
+	if err != nil {
+		return nil, err
+	}
+	return sink, nil
+}

@@ -6,16 +6,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/testutil"
@@ -718,5 +721,65 @@ func TestStatusShowsNodesUpOrDownAndEachSinksBacklog(t *testing.T) {
 	r := cli(t, "status", "--config", d.cfg, "--json")
 	if r.err != nil || !strings.Contains(r.stdout, `"dead_letters":1`) || !strings.Contains(r.stdout, `"up":false`) {
 		t.Errorf("status --json: %v\n%s", r.err, r.stdout)
+	}
+}
+
+// Every command answers --help with what it does and its flags, and leaves
+// take --config: walked over the tree itself, so a command added later is
+// covered too.
+func TestEveryCommandHasHelp(t *testing.T) {
+	var walk func(path []string, c *cobra.Command)
+	count := 0
+	walk = func(path []string, c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			if sub.Hidden || sub.Name() == "help" || sub.Name() == "completion" {
+				continue
+			}
+			p := append(slices.Clone(path), sub.Name())
+			r := cli(t, append(p, "--help")...)
+			count++
+			if r.err != nil || !strings.Contains(r.stdout, "Usage:") || !strings.Contains(r.stdout, sub.Short) {
+				t.Errorf("worker %s --help: err %v, stdout %q", strings.Join(p, " "), r.err, r.stdout)
+			}
+			if !sub.HasSubCommands() && sub.Name() != "version" && !strings.Contains(r.stdout, "--config") {
+				t.Errorf("worker %s --help does not list --config:\n%s", strings.Join(p, " "), r.stdout)
+			}
+			walk(p, sub)
+		}
+	}
+	walk(nil, commandTree(io.Discard, io.Discard))
+	if count < 20 {
+		t.Errorf("walked %d commands, want every one (at least 20)", count)
+	}
+}
+
+func TestCompletionScripts(t *testing.T) {
+	for shell, marker := range map[string]string{"bash": "complete -o default -F __start_worker worker", "zsh": "#compdef worker", "fish": "complete -c worker"} {
+		r := cli(t, "completion", shell)
+		if r.err != nil || !strings.Contains(r.stdout, marker) {
+			t.Errorf("worker completion %s: err %v, script lacks %q", shell, r.err, marker)
+		}
+	}
+	// The script asks the worker itself for completions: subcommands and
+	// flags come from the tree.
+	r := cli(t, "__complete", "sinks", "")
+	for _, want := range []string{"add", "del", "list", "test", "enable", "disable"} {
+		if !regexp.MustCompile(`(?m)^` + want + `\t`).MatchString(r.stdout) {
+			t.Errorf("completing worker sinks: lacks %s in\n%s", want, r.stdout)
+		}
+	}
+	r = cli(t, "__complete", "sinks", "add", "--")
+	if !strings.Contains(r.stdout, "--bearer-token") || !strings.Contains(r.stdout, "--wait") {
+		t.Errorf("completing worker sinks add --: %s", r.stdout)
+	}
+}
+
+// Flags written with one dash, as the earlier parser (Go's flag package)
+// accepted, still work.
+func TestGoStyleSingleDashFlags(t *testing.T) {
+	cfg := writeFile(t, "node_id: n1\n")
+	r := cli(t, "check", "-config", cfg)
+	if r.err != nil || !strings.Contains(r.stdout, "ok (0 sinks)") {
+		t.Errorf("worker check -config FILE: %v %q", r.err, r.stdout)
 	}
 }

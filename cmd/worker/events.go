@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/courierhq/courier/eventlog"
 	"github.com/courierhq/courier/worker"
@@ -21,28 +22,10 @@ import (
 
 const eventsUsage = "usage: worker events list|show ID|attempts ID|archive|delete [flags] (worker events list --help)"
 
-// eventsCmd runs the event log commands.
-func eventsCmd(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return usageError{eventsUsage}
-	}
-	switch args[0] {
-	case "list":
-		return eventsListCmd(ctx, args[1:], stdout)
-	case "show":
-		return eventsShowCmd(ctx, "events show", args[1:], stdout, false)
-	case "attempts":
-		return eventsShowCmd(ctx, "events attempts", args[1:], stdout, true)
-	case "archive", "delete":
-		return eventsChangeCmd(ctx, args[0], args[1:], stdout)
-	}
-	return usageError{eventsUsage}
-}
-
 // flagParams maps flags onto the admin API's query parameters, so both
 // are read by one parser (eventlog.ParseFilter, ParseSelection).
 type flagParams struct {
-	fs     *flag.FlagSet
+	fs     *pflag.FlagSet
 	values map[string]*string
 }
 
@@ -60,8 +43,9 @@ func (p *flagParams) query() url.Values {
 	return q
 }
 
-func eventsListCmd(ctx context.Context, args []string, stdout io.Writer) error {
-	fs, cfgPath := newFlags("events list")
+func eventsListCmd(stdout io.Writer) *cobra.Command {
+	c, cfgPath := leaf("list", "the event log, newest first")
+	fs := c.Flags()
 	p := &flagParams{fs: fs, values: map[string]*string{}}
 	p.str("type", "type", "event type, a glob (VOLUME.*)")
 	p.str("level", "level", "INFO, WARN or ERROR")
@@ -79,71 +63,80 @@ func eventsListCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	limit := fs.Int("limit", eventlog.DefaultPageSize, "events per page")
 	page := fs.Int("page", 1, "page, from 1")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError{"usage: worker events list [--config FILE] [filters] (no arguments)"}
-	}
-	q := p.query()
-	for flagName, v := range map[string]string{"startdate": *since, "enddate": *until} {
-		if v == "" {
-			continue
+	c.RunE = func(c *cobra.Command, args []string) error {
+		ctx := c.Context()
+		if len(args) > 0 {
+			return usageError{"usage: worker events list [--config FILE] [filters] (no arguments)"}
 		}
-		if q.Has(flagName) {
-			return usageError{"worker events list: give --since or --start-date, --until or --end-date, not both"}
+		q := p.query()
+		for flagName, v := range map[string]string{"startdate": *since, "enddate": *until} {
+			if v == "" {
+				continue
+			}
+			if q.Has(flagName) {
+				return usageError{"worker events list: give --since or --start-date, --until or --end-date, not both"}
+			}
+			q.Set(flagName, v)
 		}
-		q.Set(flagName, v)
+		if *archived {
+			q.Set("archived", "true")
+		}
+		q.Set("page", fmt.Sprint(*page))
+		q.Set("pagesize", fmt.Sprint(*limit))
+		f, err := eventlog.ParseFilter(q, time.Now())
+		if err != nil {
+			return usageError{"worker events list: " + err.Error()}
+		}
+		resp, err := askEventLog(ctx, *cfgPath, eventlog.Request{Op: eventlog.OpList, Filter: f})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSONLines(stdout, resp.Events)
+		}
+		if len(resp.Events) == 0 {
+			fmt.Fprintln(stdout, "no events")
+			return nil
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "TIME\tID\tTYPE\tLEVEL\tSTATE\tACCOUNT\tDESCRIPTION\tDELIVERIES")
+		for _, e := range resp.Events {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.Format(time.RFC3339), e.ID, e.Type, e.Level, e.State, e.Account,
+				shorten(e.Description, 60), deliveriesText(e.Deliveries))
+		}
+		return tw.Flush()
 	}
-	if *archived {
-		q.Set("archived", "true")
-	}
-	q.Set("page", fmt.Sprint(*page))
-	q.Set("pagesize", fmt.Sprint(*limit))
-	f, err := eventlog.ParseFilter(q, time.Now())
-	if err != nil {
-		return usageError{"worker events list: " + err.Error()}
-	}
-	resp, err := askEventLog(ctx, *cfgPath, eventlog.Request{Op: eventlog.OpList, Filter: f})
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSONLines(stdout, resp.Events)
-	}
-	if len(resp.Events) == 0 {
-		fmt.Fprintln(stdout, "no events")
-		return nil
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tID\tTYPE\tLEVEL\tSTATE\tACCOUNT\tDESCRIPTION\tDELIVERIES")
-	for _, e := range resp.Events {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.Format(time.RFC3339), e.ID, e.Type, e.Level, e.State, e.Account,
-			shorten(e.Description, 60), deliveriesText(e.Deliveries))
-	}
-	return tw.Flush()
+	return c
 }
 
-func eventsShowCmd(ctx context.Context, command string, args []string, stdout io.Writer, attemptsOnly bool) error {
-	fs, cfgPath := newFlags(command)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args); err != nil {
-		return err
+func eventsShowCmd(stdout io.Writer, attemptsOnly bool) *cobra.Command {
+	command, short := "show", "one event, its delivery state per sink and every attempt"
+	if attemptsOnly {
+		command, short = "attempts", "every delivery attempt of one event, on every sink and node"
 	}
-	if fs.NArg() != 1 {
-		return usageError{fmt.Sprintf("usage: worker %s [--config FILE] [--json] ID", command)}
+	c, cfgPath := leaf(command+" ID", short)
+	asJSON := c.Flags().Bool("json", false, "print JSON")
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return usageError{fmt.Sprintf("usage: worker events %s [--config FILE] [--json] ID", command)}
+		}
+		return showEvent(c.Context(), *cfgPath, args[0], *asJSON, attemptsOnly, stdout)
 	}
-	resp, err := askEventLog(ctx, *cfgPath, eventlog.Request{Op: eventlog.OpShow, ID: fs.Arg(0)})
+	return c
+}
+
+func showEvent(ctx context.Context, cfgPath, id string, asJSON, attemptsOnly bool, stdout io.Writer) error {
+	resp, err := askEventLog(ctx, cfgPath, eventlog.Request{Op: eventlog.OpShow, ID: id})
 	if err != nil {
 		return err
 	}
 	if attemptsOnly {
-		if *asJSON {
+		if asJSON {
 			return printJSONLines(stdout, resp.Attempts)
 		}
-		return printAttempts(stdout, fs.Arg(0), resp.Attempts)
+		return printAttempts(stdout, id, resp.Attempts)
 	}
-	if *asJSON {
+	if asJSON {
 		return json.NewEncoder(stdout).Encode(map[string]any{"event": resp.Event, "attempts": resp.Attempts})
 	}
 	e := resp.Event
@@ -178,18 +171,23 @@ func printAttempts(stdout io.Writer, id string, list []eventlog.Attempt) error {
 	return tw.Flush()
 }
 
-func eventsChangeCmd(ctx context.Context, op string, args []string, stdout io.Writer) error {
-	fs, cfgPath := newFlags("events " + op)
-	var ids []string
-	fs.Func("id", "event id (repeat, or comma-separated)", func(v string) error { ids = append(ids, v); return nil })
+func eventsChangeCmd(op string, stdout io.Writer) *cobra.Command {
+	short := map[string]string{eventlog.OpArchive: "archive events (kept, hidden from lists unless --archived)",
+		eventlog.OpDelete: "delete events from the log"}[op]
+	c, cfgPath := leaf(op+" [ID...]", short+": by --id ID..., or --type GLOB and/or --end-date D [--start-date D]")
+	fs := c.Flags()
+	idFlag := fs.StringArray("id", nil, "event id (repeat, or comma-separated)")
 	p := &flagParams{fs: fs, values: map[string]*string{}}
 	p.str("type", "type", "event type, a glob")
 	p.str("start-date", "startdate", "from this date (inclusive); needs --end-date")
 	p.str("end-date", "enddate", "up to this date (inclusive)")
-	if err := parse(fs, args); err != nil {
-		return err
+	c.RunE = func(c *cobra.Command, args []string) error {
+		return changeEvents(c.Context(), op, *cfgPath, append(*idFlag, args...), p, stdout)
 	}
-	ids = append(ids, fs.Args()...)
+	return c
+}
+
+func changeEvents(ctx context.Context, op, cfgPath string, ids []string, p *flagParams, stdout io.Writer) error {
 	q := p.query()
 	for _, id := range ids {
 		q.Add("id", id)
@@ -198,7 +196,7 @@ func eventsChangeCmd(ctx context.Context, op string, args []string, stdout io.Wr
 	if err != nil {
 		return usageError{fmt.Sprintf("worker events %s: %v (give --id ID..., or --type GLOB and/or --end-date D with an optional --start-date D)", op, err)}
 	}
-	resp, err := askEventLog(ctx, *cfgPath, eventlog.Request{Op: op, Selection: sel})
+	resp, err := askEventLog(ctx, cfgPath, eventlog.Request{Op: op, Selection: sel})
 	if err != nil {
 		return err
 	}

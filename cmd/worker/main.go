@@ -5,19 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 
 	"github.com/courierhq/courier/config"
 	"github.com/courierhq/courier/internal/dirlock"
@@ -60,9 +59,11 @@ commands:
   dlq list --sink S         list a sink's dead letters
   dlq replay --sink S (--id ID ... | --all)
                             deliver dead letters again, to that sink only
+  completion bash|zsh|fish  print a shell completion script
   version                   print the version
 
-Every command takes --config FILE (default $COURIER_CONFIG, then courier.yaml).
+Every command takes --config FILE (default $COURIER_CONFIG, then courier.yaml)
+and --help, which lists its flags.
 `
 
 // usageError marks bad invocations, which exit with status 2.
@@ -87,100 +88,6 @@ func main() {
 	}
 }
 
-func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return usageError{"no command given"}
-	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "run":
-		return runCmd(ctx, rest, stderr)
-	case "check":
-		fs, cfgPath := newFlags("check")
-		if err := parse(fs, rest); err != nil {
-			return err
-		}
-		cfg, err := config.Load(*cfgPath, builtin.Kinds())
-		if err != nil {
-			return usageError{err.Error()}
-		}
-		fmt.Fprintf(stdout, "%s: ok (%d sinks)\n", *cfgPath, len(cfg.Sinks))
-		return nil
-	case "sinks":
-		if len(rest) > 0 && rest[0] == "test" {
-			return sinksTestCmd(ctx, rest[1:], stdout, stderr)
-		}
-		if len(rest) > 0 && (rest[0] == "enable" || rest[0] == "disable") {
-			return sinksStateCmd(ctx, rest[0] == "disable", rest[1:], stdout)
-		}
-		if len(rest) > 0 {
-			switch rest[0] {
-			case "add":
-				return sinksAddCmd(ctx, rest[1:], stdout)
-			case "del", "delete":
-				return sinksDelCmd(ctx, rest[1:], stdout)
-			case "list":
-				return sinksListCmd(ctx, rest[1:], stdout)
-			}
-		}
-		return usageError{"usage: worker sinks list | add NAME URL | add -f FILE | del NAME | test NAME | enable NAME | disable NAME"}
-	case "config":
-		return configCmd(ctx, rest, stdout)
-	case "status":
-		return statusCmd(ctx, rest, stdout)
-	case "events":
-		return eventsCmd(ctx, rest, stdout)
-	case "dlq":
-		if len(rest) > 0 && rest[0] == "list" {
-			return dlqListCmd(ctx, rest[1:], stdout)
-		}
-		if len(rest) > 0 && rest[0] == "replay" {
-			return dlqReplayCmd(ctx, rest[1:], stdout)
-		}
-		return usageError{"usage: worker dlq list|replay --sink S"}
-	case "version", "--version":
-		fmt.Fprintln(stdout, "courier worker", version)
-		return nil
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	}
-	fmt.Fprint(stderr, usage)
-	return usageError{fmt.Sprintf("unknown command %q", cmd)}
-}
-
-func newFlags(name string) (*flag.FlagSet, *string) {
-	fs := flag.NewFlagSet("worker "+name, flag.ContinueOnError)
-	def := os.Getenv("COURIER_CONFIG")
-	if def == "" {
-		def = "courier.yaml"
-	}
-	return fs, fs.String("config", def, "configuration file")
-}
-
-// parse reads flags wherever they stand among the arguments (worker sinks
-// add NAME URL --events ... as well as flags first); the arguments stay in
-// fs.Args.
-func parse(fs *flag.FlagSet, args []string) error {
-	fs.SetOutput(io.Discard)
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return usageError{fmt.Sprintf("%s: %v", fs.Name(), err)}
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	if err := fs.Parse(append([]string{"--"}, positional...)); err != nil {
-		return usageError{fmt.Sprintf("%s: %v", fs.Name(), err)}
-	}
-	return nil
-}
-
 func loadConfig(path string) (*config.File, error) {
 	cfg, err := config.Load(path, builtin.Kinds())
 	if err != nil {
@@ -189,12 +96,8 @@ func loadConfig(path string) (*config.File, error) {
 	return cfg, nil
 }
 
-func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
-	fs, cfgPath := newFlags("run")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(*cfgPath)
+func runCmd(ctx context.Context, cfgPath string, stderr io.Writer) error {
+	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		return err
 	}
@@ -286,11 +189,8 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	return failed
 }
 
-func sinksTestCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var asJSON *bool
-	cfg, sc, policy, err := namedSink(ctx, "sinks test", args, func(fs *flag.FlagSet) {
-		asJSON = fs.Bool("json", false, "print JSON lines, one per node")
-	})
+func sinksTestCmd(ctx context.Context, cfgPath, name string, asJSON bool, stdout, stderr io.Writer) error {
+	cfg, sc, policy, err := namedSink(ctx, cfgPath, name)
 	if err != nil {
 		return err
 	}
@@ -304,7 +204,7 @@ func sinksTestCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			failed++
 		}
 	}
-	if *asJSON {
+	if asJSON {
 		if err := printJSONLines(stdout, rows); err != nil {
 			return err
 		}
@@ -455,26 +355,14 @@ func connectOutbox(ctx context.Context, cfg *config.File) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// namedSink parses a command that takes --config and one sink NAME, and
-// returns the configuration, that sink and what webhooks may reach: from
-// the registry and its settings when the outbox is reachable (sinks added
-// at run time included), else from the file.
-func namedSink(ctx context.Context, command string, args []string, extraFlags ...func(*flag.FlagSet)) (*config.File, *config.Sink, netguard.Policy, error) {
-	fs, cfgPath := newFlags(command)
-	for _, add := range extraFlags {
-		add(fs)
-	}
-	if err := parse(fs, args); err != nil {
-		return nil, nil, netguard.Policy{}, err
-	}
-	if fs.NArg() != 1 {
-		return nil, nil, netguard.Policy{}, usageError{fmt.Sprintf("usage: worker %s [--config FILE] [flags] NAME", command)}
-	}
-	cfg, err := loadConfig(*cfgPath)
+// namedSink returns the configuration, the sink named name and what
+// webhooks may reach: from the registry and its settings when the outbox
+// is reachable (sinks added at run time included), else from the file.
+func namedSink(ctx context.Context, cfgPath, name string) (*config.File, *config.Sink, netguard.Policy, error) {
+	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		return nil, nil, netguard.Policy{}, err
 	}
-	name := fs.Arg(0)
 	if js, closeFn, err := connectJS(ctx, cfg); err == nil {
 		defer closeFn()
 		if reg, err := registry.Open(ctx, js, cfg.NodeID, cfg.BaseSettings(), cfg.Env()); err == nil {
@@ -500,78 +388,76 @@ func namedSink(ctx context.Context, command string, args []string, extraFlags ..
 	return nil, nil, netguard.Policy{}, usageError{fmt.Sprintf("no sink named %q (worker sinks list shows the defined ones)", name)}
 }
 
-func dlqListCmd(ctx context.Context, args []string, stdout io.Writer) error {
-	fs, cfgPath := newFlags("dlq list")
+func dlqListCmd(stdout io.Writer) *cobra.Command {
+	c, cfgPath := leaf("list", "list a sink's dead letters")
+	fs := c.Flags()
 	sink := fs.String("sink", "", "sink name")
 	limit := fs.Int("limit", 0, "show at most this many (0: all)")
 	asJSON := fs.Bool("json", false, "print JSON lines")
-	if err := parse(fs, args); err != nil {
-		return err
+	c.RunE = func(c *cobra.Command, args []string) error {
+		ctx := c.Context()
+		if *sink == "" {
+			return usageError{"dlq list: --sink is required"}
+		}
+		dlq, closeFn, err := deadLetters(ctx, *cfgPath)
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		list, err := dlq.List(ctx, *sink, *limit)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSONLines(stdout, list)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEQ\tEVENT ID\tTYPE\tATTEMPTS\tSTATUS\tDEAD AT\tREASON")
+		for _, dl := range list {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\t%s\n", dl.Seq, dl.Event.ID, dl.Event.Type, dl.Attempts, dl.LastStatus, dl.DeadAt.Format(time.RFC3339), dl.Reason)
+		}
+		return tw.Flush()
 	}
-	if *sink == "" {
-		return usageError{"dlq list: --sink is required"}
-	}
-	dlq, closeFn, err := deadLetters(ctx, *cfgPath)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	list, err := dlq.List(ctx, *sink, *limit)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSONLines(stdout, list)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tEVENT ID\tTYPE\tATTEMPTS\tSTATUS\tDEAD AT\tREASON")
-	for _, dl := range list {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\t%s\n", dl.Seq, dl.Event.ID, dl.Event.Type, dl.Attempts, dl.LastStatus, dl.DeadAt.Format(time.RFC3339), dl.Reason)
-	}
-	return tw.Flush()
+	return c
 }
 
-// multiFlag collects a repeated flag.
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
-
-func dlqReplayCmd(ctx context.Context, args []string, stdout io.Writer) error {
-	fs, cfgPath := newFlags("dlq replay")
+func dlqReplayCmd(stdout io.Writer) *cobra.Command {
+	c, cfgPath := leaf("replay", "deliver dead letters again, to that sink only")
+	fs := c.Flags()
 	sink := fs.String("sink", "", "sink name")
 	all := fs.Bool("all", false, "replay every dead letter of the sink")
-	var ids multiFlag
-	fs.Var(&ids, "id", "event id to replay (repeatable)")
-	if err := parse(fs, args); err != nil {
-		return err
+	idFlag := fs.StringArray("id", nil, "event id to replay (repeatable)")
+	c.RunE = func(c *cobra.Command, args []string) error {
+		ctx := c.Context()
+		ids := *idFlag
+		if *sink == "" || (*all == (len(ids) > 0)) {
+			return usageError{"dlq replay: give --sink and either --id ID (repeatable) or --all"}
+		}
+		dlq, closeFn, err := deadLetters(ctx, *cfgPath)
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		n, err := dlq.Replay(ctx, *sink, ids)
+		fmt.Fprintf(stdout, "replayed %d dead letters to sink %s\n", n, *sink)
+		if err != nil {
+			return err
+		}
+		if len(ids) > 0 && n < len(ids) {
+			return fmt.Errorf("%d of the given ids were not dead letters of sink %s", len(ids)-n, *sink)
+		}
+		return nil
 	}
-	if *sink == "" || (*all == (len(ids) > 0)) {
-		return usageError{"dlq replay: give --sink and either --id ID (repeatable) or --all"}
-	}
-	dlq, closeFn, err := deadLetters(ctx, *cfgPath)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	n, err := dlq.Replay(ctx, *sink, ids)
-	fmt.Fprintf(stdout, "replayed %d dead letters to sink %s\n", n, *sink)
-	if err != nil {
-		return err
-	}
-	if len(ids) > 0 && n < len(ids) {
-		return fmt.Errorf("%d of the given ids were not dead letters of sink %s", len(ids)-n, *sink)
-	}
-	return nil
+	return c
 }
 
 // sinksStateCmd enables or disables a sink on every node of the outbox.
-func sinksStateCmd(ctx context.Context, disable bool, args []string, stdout io.Writer) error {
-	cfg, sc, _, err := namedSink(ctx, "sinks enable|disable", args)
+func sinksStateCmd(ctx context.Context, cfgPath, name string, disable bool, stdout io.Writer) error {
+	cfg, sc, _, err := namedSink(ctx, cfgPath, name)
 	if err != nil {
 		return err
 	}
-	name := sc.Name
+	name = sc.Name
 	js, closeFn, err := connectJS(ctx, cfg)
 	if err != nil {
 		return err
@@ -594,43 +480,45 @@ func sinksStateCmd(ctx context.Context, disable bool, args []string, stdout io.W
 
 // statusCmd prints, like gluster-eventsapi status, every node with whether
 // it is up, and every configured sink's backlog.
-func statusCmd(ctx context.Context, args []string, stdout io.Writer) error {
-	fs, cfgPath := newFlags("status")
+func statusCmd(stdout io.Writer) *cobra.Command {
+	c, cfgPath := leaf("status", "nodes UP/DOWN and, per sink, pending, in flight, dead letters, last error")
+	fs := c.Flags()
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	cfg, js, closeFn, err := connectConfigured(ctx, *cfgPath)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	report, err := status.Read(ctx, js, definedSinks(ctx, cfg, js))
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return json.NewEncoder(stdout).Encode(report)
-	}
-	now := time.Now()
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tNODE STATUS\tWORKER STATUS\tLAST SEEN\tVERSION\tEVENT LOG LAG")
-	for _, n := range report.Nodes {
-		up := "DOWN"
-		if n.Up {
-			up = "UP"
+	c.RunE = func(c *cobra.Command, args []string) error {
+		ctx := c.Context()
+		cfg, js, closeFn, err := connectConfigured(ctx, *cfgPath)
+		if err != nil {
+			return err
 		}
-		lag := "off"
-		if n.EventLogLag != nil {
-			lag = fmt.Sprintf("%d events", *n.EventLogLag)
+		defer closeFn()
+		report, err := status.Read(ctx, js, definedSinks(ctx, cfg, js))
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\t%s\n", n.Node, up, n.Worker(), now.Sub(n.Heartbeat).Round(time.Second), n.Version, lag)
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(report)
+		}
+		now := time.Now()
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tNODE STATUS\tWORKER STATUS\tLAST SEEN\tVERSION\tEVENT LOG LAG")
+		for _, n := range report.Nodes {
+			up := "DOWN"
+			if n.Up {
+				up = "UP"
+			}
+			lag := "off"
+			if n.EventLogLag != nil {
+				lag = fmt.Sprintf("%d events", *n.EventLogLag)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\t%s\n", n.Node, up, n.Worker(), now.Sub(n.Heartbeat).Round(time.Second), n.Version, lag)
+		}
+		fmt.Fprintln(tw, "\nSINK\tSTATE\tPENDING\tIN FLIGHT\tDEAD LETTERS\tLAST ERROR")
+		for _, r := range report.Sinks {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", r.Sink, r.State, r.Pending, r.InFlight, r.DeadLetters, r.LastError)
+		}
+		return tw.Flush()
 	}
-	fmt.Fprintln(tw, "\nSINK\tSTATE\tPENDING\tIN FLIGHT\tDEAD LETTERS\tLAST ERROR")
-	for _, r := range report.Sinks {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", r.Sink, r.State, r.Pending, r.InFlight, r.DeadLetters, r.LastError)
-	}
-	return tw.Flush()
+	return c
 }
 
 // definedSinks names every sink defined in the registry, or, before any

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
 	"github.com/courierhq/courier/config"
@@ -44,7 +45,7 @@ func openRegistryJS(ctx context.Context, cfgPath string) (*config.File, *registr
 
 // applyFlags are the flags of the commands that change a sink on every
 // node and then wait for the nodes.
-func applyFlags(fs *flag.FlagSet) (wait *time.Duration, asJSON *bool) {
+func applyFlags(fs *pflag.FlagSet) (wait *time.Duration, asJSON *bool) {
 	// Longer than a heartbeat may be old for its node to count as up
 	// (15 s): a node killed just before the change turns DOWN within the
 	// wait, instead of holding the command up as a node that never applied.
@@ -54,97 +55,101 @@ func applyFlags(fs *flag.FlagSet) (wait *time.Duration, asJSON *bool) {
 
 // sinksAddCmd defines a sink on every node: from a YAML definition (-f),
 // or, like gluster-eventsapi webhook-add, a webhook from a name and a URL.
-func sinksAddCmd(ctx context.Context, args []string, stdout io.Writer) error {
-	fs, cfgPath := newFlags("sinks add")
-	file := fs.String("f", "", "sink definition in YAML, as one entry under sinks: in the configuration (- for stdin)")
+func sinksAddCmd(stdout io.Writer) *cobra.Command {
+	c, cfgPath := leaf("add NAME URL | add -f FILE", "define a sink on every node: a webhook from NAME and URL, or any kind from YAML (-f)")
+	fs := c.Flags()
+	file := fs.StringP("file", "f", "", "sink definition in YAML, as one entry under sinks: in the configuration (- for stdin)")
 	replace := fs.Bool("replace", false, "replace the sink if it exists")
 	token := fs.String("bearer-token", "", "webhook: bearer token (prefer ${NAME}, expanded on each node)")
 	secret := fs.String("secret", "", "webhook: Standard Webhooks signing secret, whsec_... (prefer ${NAME})")
 	events := fs.String("events", "", "comma-separated event type globs (default: every event)")
 	format := fs.String("format", "", "courier, gluster, cloudevents or cloudevents-binary")
 	wait, asJSON := applyFlags(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	var def []byte
-	switch {
-	case *file != "" && fs.NArg() == 0:
-		var err error
-		if *file == "-" {
-			def, err = io.ReadAll(os.Stdin)
-		} else {
-			def, err = os.ReadFile(*file)
-		}
-		if err != nil {
-			return fmt.Errorf("read sink definition: %w", err)
-		}
-	case *file == "" && fs.NArg() == 2:
-		m := map[string]any{"name": fs.Arg(0), "type": "webhook", "url": fs.Arg(1)}
-		if *token != "" {
-			m["bearer_token"] = *token
-		}
-		if *secret != "" {
-			m["secret"] = *secret
-		}
-		if *events != "" {
-			m["events"] = strings.Split(*events, ",")
-		}
-		switch *format {
-		case "":
-		case "cloudevents-binary": // shorthand for the two settings
-			m["format"], m["cloudevents_mode"] = "cloudevents", "binary"
+	c.RunE = func(c *cobra.Command, args []string) error {
+		ctx := c.Context()
+		var def []byte
+		switch {
+		case *file != "" && len(args) == 0:
+			var err error
+			if *file == "-" {
+				def, err = io.ReadAll(os.Stdin)
+			} else {
+				def, err = os.ReadFile(*file)
+			}
+			if err != nil {
+				return fmt.Errorf("read sink definition: %w", err)
+			}
+		case *file == "" && len(args) == 2:
+			m := map[string]any{"name": args[0], "type": "webhook", "url": args[1]}
+			if *token != "" {
+				m["bearer_token"] = *token
+			}
+			if *secret != "" {
+				m["secret"] = *secret
+			}
+			if *events != "" {
+				m["events"] = strings.Split(*events, ",")
+			}
+			switch *format {
+			case "":
+			case "cloudevents-binary": // shorthand for the two settings
+				m["format"], m["cloudevents_mode"] = "cloudevents", "binary"
+			default:
+				m["format"] = *format
+			}
+			var err error
+			if def, err = yaml.Marshal(m); err != nil {
+				return fmt.Errorf("encode sink definition: %w", err)
+			}
 		default:
-			m["format"] = *format
+			return usageError{"usage: worker sinks add NAME URL [--bearer-token T] [--secret S] [--events GLOBS] [--format F] [--wait D] [--json] | worker sinks add -f sink.yaml [--replace] [--wait D] [--json]"}
 		}
-		var err error
-		if def, err = yaml.Marshal(m); err != nil {
-			return fmt.Errorf("encode sink definition: %w", err)
+		cfg, reg, js, closeFn, err := openRegistryJS(ctx, *cfgPath)
+		if err != nil {
+			return err
 		}
-	default:
-		return usageError{"usage: worker sinks add NAME URL [--bearer-token T] [--secret S] [--events GLOBS] [--format F] [--wait D] [--json] | worker sinks add -f sink.yaml [--replace] [--wait D] [--json]"}
+		defer closeFn()
+		s, err := reg.Put(ctx, def, registry.OriginAPI, *replace)
+		if err != nil {
+			return asUsage(err)
+		}
+		human := humanOutput(stdout, *asJSON)
+		fmt.Fprintf(human, "sink %s (%s, %s) defined; every node delivers to it from now on\n", s.Name, s.Type, s.Target())
+		if inFile(cfg, s.Name) {
+			fmt.Fprintf(human, "note: %s also defines %s; this run-time definition takes precedence over the file's\n", *cfgPath, s.Name)
+		}
+		return reportApplied(ctx, js, s.Name, true, *wait, *asJSON, stdout)
 	}
-	cfg, reg, js, closeFn, err := openRegistryJS(ctx, *cfgPath)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	s, err := reg.Put(ctx, def, registry.OriginAPI, *replace)
-	if err != nil {
-		return asUsage(err)
-	}
-	human := humanOutput(stdout, *asJSON)
-	fmt.Fprintf(human, "sink %s (%s, %s) defined; every node delivers to it from now on\n", s.Name, s.Type, s.Target())
-	if inFile(cfg, s.Name) {
-		fmt.Fprintf(human, "note: %s also defines %s; this run-time definition takes precedence over the file's\n", *cfgPath, s.Name)
-	}
-	return reportApplied(ctx, js, s.Name, true, *wait, *asJSON, stdout)
+	return c
 }
 
-func sinksDelCmd(ctx context.Context, args []string, stdout io.Writer) error {
-	fs, cfgPath := newFlags("sinks del")
+func sinksDelCmd(stdout io.Writer) *cobra.Command {
+	c, cfgPath := leaf("del NAME", "delete a sink on every node, with its claim on undelivered events")
+	fs := c.Flags()
 	wait, asJSON := applyFlags(fs)
-	if err := parse(fs, args); err != nil {
-		return err
+	c.RunE = func(c *cobra.Command, args []string) error {
+		ctx := c.Context()
+		if len(args) != 1 {
+			return usageError{"usage: worker sinks del NAME [--wait D] [--json]"}
+		}
+		cfg, reg, js, closeFn, err := openRegistryJS(ctx, *cfgPath)
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		name := args[0]
+		undelivered, err := reg.Delete(ctx, name)
+		if err != nil {
+			return err
+		}
+		human := humanOutput(stdout, *asJSON)
+		fmt.Fprintf(human, "sink %s deleted on every node; %d events it had not received are no longer kept for it\n", name, undelivered)
+		if inFile(cfg, name) {
+			fmt.Fprintf(human, "note: %s still defines %s: remove it there too, or it is defined again when this node restarts\n", *cfgPath, name)
+		}
+		return reportApplied(ctx, js, name, false, *wait, *asJSON, stdout)
 	}
-	if fs.NArg() != 1 {
-		return usageError{"usage: worker sinks del NAME [--wait D] [--json]"}
-	}
-	cfg, reg, js, closeFn, err := openRegistryJS(ctx, *cfgPath)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	name := fs.Arg(0)
-	undelivered, err := reg.Delete(ctx, name)
-	if err != nil {
-		return err
-	}
-	human := humanOutput(stdout, *asJSON)
-	fmt.Fprintf(human, "sink %s deleted on every node; %d events it had not received are no longer kept for it\n", name, undelivered)
-	if inFile(cfg, name) {
-		fmt.Fprintf(human, "note: %s still defines %s: remove it there too, or it is defined again when this node restarts\n", *cfgPath, name)
-	}
-	return reportApplied(ctx, js, name, false, *wait, *asJSON, stdout)
+	return c
 }
 
 // humanOutput is where a command's sentences go: nowhere with --json, whose
@@ -192,23 +197,15 @@ func reportApplied(ctx context.Context, js jetstream.JetStream, sink string, run
 			pending++
 		}
 	}
-	if asJSON {
-		if err := printJSONLines(stdout, rows); err != nil {
-			return err
+	err = printNodeRows(stdout, asJSON, "SINK STATUS", rows, func(r NodeApplied) (string, string, string) {
+		st := r.SinkStatus
+		if r.Detail != "" {
+			st += ": " + r.Detail
 		}
-	} else if len(rows) > 0 {
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NODE\tNODE STATUS\tSINK STATUS")
-		for _, r := range rows {
-			st := r.SinkStatus
-			if r.Detail != "" {
-				st += ": " + r.Detail
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Node, r.NodeStatus, st)
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
+		return r.Node, r.NodeStatus, st
+	})
+	if err != nil {
+		return err
 	}
 	if pending > 0 {
 		verb := "is not running"
@@ -254,6 +251,24 @@ func waitForNodes(ctx context.Context, js jetstream.JetStream, wait time.Duratio
 		return 0, fmt.Errorf("the change is stored, but which nodes applied it could not be read: %w", readErr)
 	}
 	return time.Since(start).Round(time.Second), nil
+}
+
+// printNodeRows prints a row per node, as JSON lines or as a table of
+// NODE, NODE STATUS and the column named status.
+func printNodeRows[T any](stdout io.Writer, asJSON bool, status string, rows []T, cells func(T) (node, nodeStatus, st string)) error {
+	if asJSON {
+		return printJSONLines(stdout, rows)
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tNODE STATUS\t"+status)
+	for _, r := range rows {
+		node, up, st := cells(r)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", node, up, st)
+	}
+	return tw.Flush()
 }
 
 // SettingApplied is one node's row after a setting changed.
@@ -312,26 +327,18 @@ func reportSettingApplied(ctx context.Context, js jetstream.JetStream, reg *regi
 			pending++
 		}
 	}
-	if asJSON {
-		if err := printJSONLines(stdout, rows); err != nil {
-			return err
+	err = printNodeRows(stdout, asJSON, "SETTING STATUS", rows, func(r SettingApplied) (string, string, string) {
+		st := r.SettingStatus
+		switch {
+		case r.Detail != "":
+			st += ": " + r.Detail
+		case r.SettingStatus == "APPLIED" && name != "all":
+			st += " (" + name + " " + r.Value + ")"
 		}
-	} else if len(rows) > 0 {
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NODE\tNODE STATUS\tSETTING STATUS")
-		for _, r := range rows {
-			st := r.SettingStatus
-			switch {
-			case r.Detail != "":
-				st += ": " + r.Detail
-			case r.SettingStatus == "APPLIED" && name != "all":
-				st += " (" + name + " " + r.Value + ")"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Node, r.NodeStatus, st)
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
+		return r.Node, r.NodeStatus, st
+	})
+	if err != nil {
+		return err
 	}
 	if pending > 0 {
 		return fmt.Errorf("the setting is stored but not applied on %d of the nodes up", pending)
@@ -382,37 +389,39 @@ func inFile(cfg *config.File, name string) bool {
 	return false
 }
 
-func sinksListCmd(ctx context.Context, args []string, stdout io.Writer) error {
-	fs, cfgPath := newFlags("sinks list")
+func sinksListCmd(stdout io.Writer) *cobra.Command {
+	c, cfgPath := leaf("list", "every defined sink, where it delivers and who defined it")
+	fs := c.Flags()
 	asJSON := fs.Bool("json", false, "print JSON lines")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	_, reg, closeFn, err := openRegistry(ctx, *cfgPath)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	rows, err := reg.Views(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSONLines(stdout, rows)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTYPE\tTARGET\tEVENTS\tDEFINED BY\tUPDATED")
-	for _, r := range rows {
-		events := strings.Join(r.Events, ",")
-		if events == "" {
-			events = "*"
+	c.RunE = func(c *cobra.Command, args []string) error {
+		ctx := c.Context()
+		_, reg, closeFn, err := openRegistry(ctx, *cfgPath)
+		if err != nil {
+			return err
 		}
-		if r.Problem != "" {
-			r.Target = "(does not parse here: " + r.Problem + ")"
+		defer closeFn()
+		rows, err := reg.Views(ctx)
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s on %s\t%s\n", r.Name, r.Type, r.Target, events, r.Origin, r.Node, r.Updated)
+		if *asJSON {
+			return printJSONLines(stdout, rows)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tTYPE\tTARGET\tEVENTS\tDEFINED BY\tUPDATED")
+		for _, r := range rows {
+			events := strings.Join(r.Events, ",")
+			if events == "" {
+				events = "*"
+			}
+			if r.Problem != "" {
+				r.Target = "(does not parse here: " + r.Problem + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s on %s\t%s\n", r.Name, r.Type, r.Target, events, r.Origin, r.Node, r.Updated)
+		}
+		return tw.Flush()
 	}
-	return tw.Flush()
+	return c
 }
 
 // settingListing is one row of worker config get.
@@ -423,86 +432,102 @@ type settingListing struct {
 	Description string `json:"description"`
 }
 
-// configCmd is Gluster's config-get / config-set / config-reset.
-func configCmd(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return usageError{"usage: worker config get [NAME] | set NAME VALUE | reset NAME|all"}
-	}
-	verb := args[0]
-	fs, cfgPath := newFlags("config " + verb)
-	var (
-		asJSON *bool
-		wait   = new(time.Duration)
-	)
-	if verb == "set" || verb == "reset" {
-		wait, asJSON = applyFlags(fs)
-	} else {
-		asJSON = fs.Bool("json", false, "print JSON lines")
-	}
-	if err := parse(fs, args[1:]); err != nil {
-		return err
-	}
-	want := map[string]int{"get": -1, "set": 2, "reset": 1}
-	n, ok := want[verb]
-	if !ok || (n >= 0 && fs.NArg() != n) || (n < 0 && fs.NArg() > 1) {
-		return usageError{"usage: worker config get [NAME] | set NAME VALUE | reset NAME|all"}
-	}
-	_, reg, js, closeFn, err := openRegistryJS(ctx, *cfgPath)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	switch verb {
-	case "set":
-		if err := reg.Set(ctx, fs.Arg(0), fs.Arg(1)); err != nil {
-			return asUsage(err)
-		}
-		fmt.Fprintf(humanOutput(stdout, *asJSON), "%s set to %s on every node\n", fs.Arg(0), fs.Arg(1))
-		return reportSettingApplied(ctx, js, reg, fs.Arg(0), *wait, *asJSON, stdout)
-	case "reset":
-		if err := reg.Reset(ctx, fs.Arg(0)); err != nil {
-			return asUsage(err)
-		}
-		fmt.Fprintf(humanOutput(stdout, *asJSON), "%s reset to the configuration file's value or the default on every node\n", fs.Arg(0))
-		return reportSettingApplied(ctx, js, reg, fs.Arg(0), *wait, *asJSON, stdout)
-	}
-	settings, problems, err := reg.Settings(ctx)
-	if err != nil {
-		return err
-	}
-	overrides, err := reg.Overrides(ctx)
-	if err != nil {
-		return err
-	}
-	var rows []settingListing
-	for _, st := range config.SettingNames() {
-		if fs.NArg() == 1 && st.Name != fs.Arg(0) {
-			continue
-		}
-		v, _ := settings.Get(st.Name)
-		source := "default"
-		if _, ok := overrides[st.Name]; ok {
-			source = "set"
-		}
-		rows = append(rows, settingListing{Name: st.Name, Value: v, Source: source, Description: st.Description})
-	}
-	if len(rows) == 0 {
-		_, err := settings.Get(fs.Arg(0))
-		return usageError{err.Error()}
-	}
-	if *asJSON {
-		return printJSONLines(stdout, rows)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVALUE\tSOURCE\tDESCRIPTION")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Value, r.Source, r.Description)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	for _, p := range problems {
-		fmt.Fprintln(stdout, "warning: a stored setting is not applied:", p)
-	}
-	return nil
+// configSetCmd and configResetCmd are Gluster's config-set and
+// config-reset; they wait for the nodes as sinks add does.
+func configSetCmd(stdout io.Writer) *cobra.Command {
+	return configChangeCmd(stdout, "set NAME VALUE", "change a setting on every node, live, and wait for every node up", 2,
+		func(ctx context.Context, reg *registry.Registry, args []string) (string, error) {
+			return fmt.Sprintf("%s set to %s on every node", args[0], args[1]), reg.Set(ctx, args[0], args[1])
+		})
 }
+
+func configResetCmd(stdout io.Writer) *cobra.Command {
+	return configChangeCmd(stdout, "reset NAME|all", "back to the file's value or the default, on every node", 1,
+		func(ctx context.Context, reg *registry.Registry, args []string) (string, error) {
+			return args[0] + " reset to the configuration file's value or the default on every node", reg.Reset(ctx, args[0])
+		})
+}
+
+// configChangeCmd is a command that changes the settings with nargs
+// arguments, says what it did and waits for the nodes to apply it.
+func configChangeCmd(stdout io.Writer, use, short string, nargs int, change func(context.Context, *registry.Registry, []string) (string, error)) *cobra.Command {
+	c, cfgPath := leaf(use, short)
+	wait, asJSON := applyFlags(c.Flags())
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) != nargs {
+			return usageError{configUsage}
+		}
+		ctx := c.Context()
+		_, reg, js, closeFn, err := openRegistryJS(ctx, *cfgPath)
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		done, err := change(ctx, reg, args)
+		if err != nil {
+			return asUsage(err)
+		}
+		fmt.Fprintln(humanOutput(stdout, *asJSON), done)
+		return reportSettingApplied(ctx, js, reg, args[0], *wait, *asJSON, stdout)
+	}
+	return c
+}
+
+// configGetCmd is Gluster's config-get: every setting, or one.
+func configGetCmd(stdout io.Writer) *cobra.Command {
+	c, cfgPath := leaf("get [NAME]", "settings every node applies: log level, sink defaults, event purge")
+	asJSON := c.Flags().Bool("json", false, "print JSON lines")
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) > 1 {
+			return usageError{configUsage}
+		}
+		ctx := c.Context()
+		_, reg, closeFn, err := openRegistry(ctx, *cfgPath)
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		settings, problems, err := reg.Settings(ctx)
+		if err != nil {
+			return err
+		}
+		overrides, err := reg.Overrides(ctx)
+		if err != nil {
+			return err
+		}
+		var rows []settingListing
+		for _, st := range config.SettingNames() {
+			if len(args) == 1 && st.Name != args[0] {
+				continue
+			}
+			v, _ := settings.Get(st.Name)
+			source := "default"
+			if _, ok := overrides[st.Name]; ok {
+				source = "set"
+			}
+			rows = append(rows, settingListing{Name: st.Name, Value: v, Source: source, Description: st.Description})
+		}
+		if len(rows) == 0 {
+			_, err := settings.Get(args[0])
+			return usageError{err.Error()}
+		}
+		if *asJSON {
+			return printJSONLines(stdout, rows)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tVALUE\tSOURCE\tDESCRIPTION")
+		for _, r := range rows {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Value, r.Source, r.Description)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		for _, p := range problems {
+			fmt.Fprintln(stdout, "warning: a stored setting is not applied:", p)
+		}
+		return nil
+	}
+	return c
+}
+
+const configUsage = "usage: worker config get [NAME] | set NAME VALUE | reset NAME|all"

@@ -25,19 +25,13 @@ func (Kind) NewSettings() sinks.Settings { return &Config{} }
 // New builds a sink calling the function the settings name, or fails with
 // ErrNotRegistered.
 func (k Kind) New(s sinks.Settings, env sinks.Env) (sinks.Sink, error) {
-	cfg, err := sinks.SettingsOf[*Config]("handler", s)
-	if err != nil {
-		return nil, err
-	}
-	var opts []Option
-	if env.TracerProvider != nil {
-		opts = append(opts, WithTracerProvider(env.TracerProvider))
-	}
-	sink, err := New(*cfg, k.funcs[cfg.Handler], opts...)
-	if err != nil {
-		return nil, err
-	}
-	return sink, nil
+	return sinks.Construct("handler", s, func(cfg *Config) (*Sink, error) {
+		var opts []Option
+		if env.TracerProvider != nil {
+			opts = append(opts, WithTracerProvider(env.TracerProvider))
+		}
+		return New(*cfg, k.funcs[cfg.Handler], opts...)
+	})
 }
 
 // NoTestEvents says why worker sinks test sends a handler sink nothing.

@@ -13,19 +13,13 @@ func (Kind) NewSettings() sinks.Settings { return &Config{} }
 
 // New builds a Kafka sink; it connects on its first Send.
 func (Kind) New(s sinks.Settings, env sinks.Env) (sinks.Sink, error) {
-	cfg, err := sinks.SettingsOf[*Config]("kafka", s)
-	if err != nil {
-		return nil, err
-	}
-	var opts []Option
-	if env.TracerProvider != nil {
-		opts = append(opts, WithTracerProvider(env.TracerProvider))
-	}
-	sink, err := New(*cfg, env.Format, env.Concurrency, env.Version, opts...)
-	if err != nil {
-		return nil, err
-	}
-	return sink, nil
+	return sinks.Construct("kafka", s, func(cfg *Config) (*Sink, error) {
+		var opts []Option
+		if env.TracerProvider != nil {
+			opts = append(opts, WithTracerProvider(env.TracerProvider))
+		}
+		return New(*cfg, env.Format, env.Concurrency, env.Version, opts...)
+	})
 }
 
 // SetDefaults fills the optional fields.

@@ -14,19 +14,13 @@ func (Kind) NewSettings() sinks.Settings { return &Config{} }
 // New builds a webhook sink that applies env's network guard to every
 // connection.
 func (Kind) New(s sinks.Settings, env sinks.Env) (sinks.Sink, error) {
-	cfg, err := sinks.SettingsOf[*Config]("webhook", s)
-	if err != nil {
-		return nil, err
-	}
-	opts := []Option{WithGuard(env.Guard)}
-	if env.TracerProvider != nil {
-		opts = append(opts, WithTracerProvider(env.TracerProvider))
-	}
-	sink, err := New(*cfg, env.Format, env.Concurrency, env.Version, opts...)
-	if err != nil {
-		return nil, err
-	}
-	return sink, nil
+	return sinks.Construct("webhook", s, func(cfg *Config) (*Sink, error) {
+		opts := []Option{WithGuard(env.Guard)}
+		if env.TracerProvider != nil {
+			opts = append(opts, WithTracerProvider(env.TracerProvider))
+		}
+		return New(*cfg, env.Format, env.Concurrency, env.Version, opts...)
+	})
 }
 
 // SetDefaults fills the optional fields.
