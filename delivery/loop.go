@@ -145,6 +145,21 @@ func (l *Loop) Run(ctx context.Context) error {
 	go l.keeper.run(attemptCtx) // ends with the last attempt
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, l.cfg.Concurrency)
+	// A fixed set of goroutines attempts the events, one per slot: a
+	// goroutine per event cost its start and, as an attempt's frames
+	// outgrow a new goroutine's stack, a stack copy each time.
+	work := make(chan jetstream.Msg)
+	var workers sync.WaitGroup
+	for range l.cfg.Concurrency {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for msg := range work {
+				l.handle(attemptCtx, msg)
+				release(slots, 1)
+			}
+		}()
+	}
 	stateChanged := make(chan struct{}, 1)
 	if l.cfg.States != nil {
 		err := l.cfg.States.Watch(ctx, l.cfg.Name, func(st outbox.SinkState) {
@@ -198,12 +213,7 @@ func (l *Loop) Run(ctx context.Context) error {
 					continue
 				}
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer release(slots, 1)
-				l.handle(attemptCtx, msg)
-			}()
+			work <- msg // a worker is free or about to be: the slot is held for it
 		}
 		release(slots, n-got)
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
@@ -212,8 +222,9 @@ func (l *Loop) Run(ctx context.Context) error {
 		}
 	}
 
+	close(work)
 	drained := make(chan struct{})
-	go func() { wg.Wait(); close(drained) }()
+	go func() { workers.Wait(); wg.Wait(); close(drained) }()
 	select {
 	case <-drained:
 	case <-time.After(l.cfg.DrainTimeout):
