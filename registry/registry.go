@@ -275,16 +275,22 @@ func (r *Registry) Seed(ctx context.Context, file *config.File) (added, updated,
 
 // Changes signals after any sink definition or setting changed.
 func (r *Registry) Changes(ctx context.Context) (<-chan struct{}, error) {
+	// Both watches end together, also when the second cannot start (the
+	// caller may try again).
+	ctx, cancel := context.WithCancel(ctx)
 	sinks, err := r.sinks.Changes(ctx)
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	settings, err := r.settings.Changes(ctx)
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	out := make(chan struct{}, 1)
 	go func() {
+		defer cancel()
 		for {
 			select {
 			case <-ctx.Done():

@@ -241,9 +241,18 @@ func Start(ctx context.Context, cfg *config.File, version string, log *slog.Logg
 			w.deps.attempts.Run(runCtx)
 		}()
 	}
-	changes, err := w.reg.Changes(runCtx)
-	if err != nil {
-		return nil, err
+	// A node of the cluster dying while this one starts leaves JetStream
+	// electing leaders for a few seconds: the watch waits for them, as the
+	// steps above do, instead of ending the worker (seen in CI: a node
+	// killed just after the others started made one exit with "watch
+	// bucket COURIER_SINKS: context deadline exceeded").
+	var changes <-chan struct{}
+	if err := w.untilQuorum(ctx, func(context.Context) error {
+		var err error
+		changes, err = w.reg.Changes(runCtx) // the watch lives as long as the node
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("watch sink definitions: %w", err)
 	}
 	sp, err := spool.Open(cfg.SpoolDir)
 	if err != nil {
