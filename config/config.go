@@ -453,6 +453,14 @@ func parseSink(def []byte, lookupEnv func(string) (string, bool), d SinkDefaults
 	return s, nil
 }
 
+// DefaultSinkCommon is the common part of a definition that sets none of
+// it, with the defaults the parser fills in.
+func DefaultSinkCommon(d SinkDefaults) SinkCommon {
+	var s Sink
+	s.applyDefaults(d)
+	return s.SinkCommon
+}
+
 func (s *Sink) applyDefaults(d SinkDefaults) {
 	if s.Concurrency == 0 {
 		s.Concurrency = d.Concurrency

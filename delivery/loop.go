@@ -333,7 +333,7 @@ func (l *Loop) attempt(ctx context.Context, msg jetstream.Msg, earlier int) (hol
 	}
 	d := l.judge(ctx, res, number, lin.stored)
 	l.report(ctx, span, &env, number, res, d)
-	return l.settle(ctx, msg, md, lin, &env, number, res.err, d)
+	return l.settle(ctx, msg, md, lin, &env, number, res, d)
 }
 
 // sent is what one Send did.
@@ -453,11 +453,12 @@ func (l *Loop) report(ctx context.Context, span trace.Span, env *event.Envelope,
 // settle carries the decision out: acknowledge, retry (or, for an ordered
 // key, return the delay for the key's worker to hold the event), dead
 // letter, or disable the sink.
-func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, lin lineage, env *event.Envelope, number int, cause error, d Decision) (holdFor time.Duration) {
+func (l *Loop) settle(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, lin lineage, env *event.Envelope, number int, res sent, d Decision) (holdFor time.Duration) {
+	cause := res.err
 	if d.Action == Ack {
 		l.stats.Delivered.Add(1)
 		l.tel.count(ctx, outcomeDelivered)
-		l.tel.delivered(ctx, l.now().Sub(env.Time))
+		l.tel.delivered(ctx, res.end.Sub(env.Time))
 		l.ack(msg, env)
 		return 0
 	}

@@ -71,10 +71,7 @@ and the keys of its kind (` + "`type:`" + `). A definition added at run time
 | key | type | default | meaning |
 | --- | --- | --- | --- |
 `)
-	common, err := commonDefaults(kinds)
-	if err != nil {
-		return nil, err
-	}
+	common := config.DefaultSinkCommon(config.BuiltinSinkDefaults(config.DefaultMaxAge))
 	if err := d.rows(&b, reflect.ValueOf(common), "", map[string]bool{"name": true, "type": true}); err != nil {
 		return nil, err
 	}
@@ -109,31 +106,6 @@ file's value). Sinks that set their own value keep it.
 		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", s.Name, code(v), cell(s.Description))
 	}
 	return b.Bytes(), nil
-}
-
-// commonDefaults are the common keys as the parser fills them for a
-// definition that sets only its name and kind.
-func commonDefaults(kinds sinks.Kinds) (config.SinkCommon, error) {
-	for _, k := range kinds {
-		s := k.NewSettings()
-		s.SetDefaults()
-		if s.Validate() != nil {
-			continue // the kind has required keys
-		}
-		def := fmt.Sprintf("name: any\ntype: %s\n", k.Name())
-		sc, err := config.ParseSink([]byte(def), func(string) (string, bool) { return "", false }, config.BuiltinSinkDefaults(config.DefaultMaxAge), kinds)
-		if err != nil {
-			return config.SinkCommon{}, fmt.Errorf("parse a %s sink: %w", k.Name(), err)
-		}
-		return sc.SinkCommon, nil
-	}
-	// Every kind requires some key: the common part's own defaults.
-	sc, err := config.ParseSink([]byte("name: any\ntype: webhook\nurl: https://example.com/\n"),
-		func(string) (string, bool) { return "", false }, config.BuiltinSinkDefaults(config.DefaultMaxAge), kinds)
-	if err != nil {
-		return config.SinkCommon{}, fmt.Errorf("parse a sink: %w", err)
-	}
-	return sc.SinkCommon, nil
 }
 
 // docs reads doc comments of struct fields, one package at a time.
