@@ -9,7 +9,7 @@ BENCHTIME     ?= 3s
 FUZZTIME      ?= 1m
 # Each fuzz target, as package:name. Their seed corpora are in each
 # package's testdata/fuzz and also run with every go test.
-FUZZ_TARGETS  := ./event/:FuzzDecodeEnvelope ./ingest/:FuzzDecode ./config/:FuzzParse \
+FUZZ_TARGETS  := ./event/:FuzzDecodeEnvelope ./event/:FuzzDecodeStored ./ingest/:FuzzDecode ./config/:FuzzParse \
                  ./config/:FuzzParseSink ./retry/:FuzzParseRetryAfter ./sinks/webhook/:FuzzResponse
 
 .PHONY: all build static packages manifests observe observe-test run cluster-demo test test-short lint services fuzz chaos bench bench-quick bench-compare clean

@@ -12,7 +12,23 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	"github.com/google/uuid"
+)
+
+// storedOptions make encoding/json/v2 read what encoding/json v1 reads
+// (FuzzDecodeStored holds them to it): v1 accepted duplicate names and
+// invalid UTF-8, as Validate's json.Valid does inside an event's data,
+// matched field names in any case but with underscores as written, and
+// read times as time.Parse does (a one-digit hour, say).
+var storedOptions = jsonv2.JoinOptions(
+	jsontext.AllowDuplicateNames(true),
+	jsontext.AllowInvalidUTF8(true),
+	jsonv2.MatchCaseInsensitiveNames(true),
+	jsonv1.MatchCaseSensitiveDelimiter(true),
+	jsonv1.ParseTimeWithLooseRFC3339(true),
 )
 
 // Level is the severity of an event, as in CloudStack's action events.
@@ -77,9 +93,14 @@ func (e Envelope) Clone() Envelope {
 // it was stored, without encoding it again (that was 4% of the CPU of a
 // backlog drain). Unlike Decode it ignores unknown fields, as a newer
 // producer's. data must not change afterwards.
+//
+// Every delivery attempt decodes one, so it uses encoding/json/v2 (through
+// its mirror module until go.mod reaches Go 1.27), 2.4x faster than v1
+// with 2 allocations instead of 13 (BenchmarkDecodeStored), with the
+// options that keep v1's leniency: an event v1 stored must decode.
 func DecodeStored(data []byte) (Envelope, error) {
 	var e Envelope
-	if err := json.Unmarshal(data, &e); err != nil {
+	if err := jsonv2.Unmarshal(data, &e, storedOptions); err != nil {
 		return Envelope{}, fmt.Errorf("decode stored event: %w", err)
 	}
 	e.encoded = data

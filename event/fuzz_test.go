@@ -66,3 +66,32 @@ func sameEnvelope(a, b event.Envelope) bool {
 	a.Data, b.Data, a.Time, b.Time = nil, nil, time.Time{}, time.Time{}
 	return reflect.DeepEqual(a, b) && reflect.DeepEqual(da, db) && ta.Equal(tb)
 }
+
+// FuzzDecodeStored: DecodeStored (encoding/json/v2) reads every input that
+// encoding/json v1, which stored events were read with before, reads, to
+// the same envelope; so switching decoders dead-letters no stored event.
+func FuzzDecodeStored(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"a","type":"VOLUME_CREATE","time":"2026-12-02T10:00:00.123456789Z","key":"k","level":"INFO","data":{"name":"gv1"}}`,
+		`{"id":"a","type":"T","data":{"x":1,"x":2}}`,
+		"{\"id\":\"a\",\"type\":\"T\",\"data\":\"\xff\"}",
+		`{"ID":"a","TYPE":"T","Start_ID":"s","colour":"red","data":null}`,
+		`{"id":"a","id":"b","type":"T","time":null,"data":[1, 2 ,3]}`,
+		`{"type":"T","description":"\u00e9\ud83d\ude00 \ud800"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var want event.Envelope
+		if json.Unmarshal(b, &want) != nil {
+			return
+		}
+		got, err := event.DecodeStored(b)
+		if err != nil {
+			t.Fatalf("v1 reads %q, DecodeStored fails: %v", b, err)
+		}
+		if !reflect.DeepEqual(want.Clone(), got.Clone()) {
+			t.Fatalf("v1 and DecodeStored read %q differently:\n%#v\n%#v", b, want, got)
+		}
+	})
+}
