@@ -206,6 +206,10 @@ func (l *Loop) Run(ctx context.Context) error {
 		got := 0
 		for msg := range batch.Messages() {
 			got++
+			if l.skipOthers(msg) {
+				release(slots, 1)
+				continue
+			}
 			if l.cfg.Ordered {
 				if key := eventKey(msg.Data()); key != "" {
 					release(slots, 1) // the key's worker takes a slot per attempt
@@ -245,6 +249,9 @@ func (l *Loop) probe(runCtx, attemptCtx context.Context, wg *sync.WaitGroup, slo
 		return
 	}
 	for msg := range batch.Messages() {
+		if l.skipOthers(msg) {
+			continue
+		}
 		if l.cfg.Ordered {
 			if key := eventKey(msg.Data()); key != "" {
 				l.dispatchOrdered(runCtx, attemptCtx, key, msg, wg, slots)
@@ -293,6 +300,20 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+}
+
+// skipOthers acknowledges a retry or replay addressed to another sink,
+// which the consumer reads because it reads the whole outbox (see
+// outbox.ForSink), and reports whether msg was one.
+func (l *Loop) skipOthers(msg jetstream.Msg) bool {
+	if outbox.ForSink(msg.Subject(), l.cfg.Name) {
+		return false
+	}
+	if err := msg.Ack(); err != nil {
+		// It comes back after the ack wait and is skipped again.
+		l.log.Debug("acknowledging another sink's retry failed", "subject", msg.Subject(), "err", err)
+	}
+	return true
 }
 
 // handle runs one attempt and settles the message.

@@ -2,6 +2,7 @@ package delivery_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/courierhq/courier/delivery"
@@ -179,13 +181,22 @@ func (h *harness) emit(e event.Envelope) string {
 	return id
 }
 
-// settled waits until the consumer holds nothing for the sink: every event
-// acknowledged or terminated.
+// settled waits until the consumer holds nothing for the sink: every
+// message in the outbox acknowledged or terminated. It compares the ack
+// floor with the stream's last message, because the consumer counts a
+// message just stored as pending only a moment after the publisher's
+// acknowledgement.
 func (h *harness) settled() {
 	h.t.Helper()
+	ctx := context.Background()
 	testutil.Eventually(h.t, 10*time.Second, func() bool {
-		info, err := h.cons.Info(context.Background())
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+		stream, err := h.js.Stream(ctx, outbox.StreamEvents)
+		if err != nil {
+			return false
+		}
+		last := stream.CachedInfo().State.LastSeq
+		info, err := h.cons.Info(ctx)
+		return err == nil && info.AckFloor.Stream >= last && info.NumPending == 0 && info.NumAckPending == 0
 	}, "the sink's consumer settled every event")
 }
 
@@ -395,5 +406,25 @@ func TestLoopHandsBackAnAttemptCutByShutdown(t *testing.T) {
 	}
 	if info.AckFloor.Stream != 0 || len(h.deadLetters()) != 0 {
 		t.Errorf("ack floor %d, %d dead letters: the event left the outbox", info.AckFloor.Stream, len(h.deadLetters()))
+	}
+}
+
+func TestLoopSkipsAnotherSinksRetry(t *testing.T) {
+	h := startLoop(t, func(context.Context, int) error { return nil }, nil)
+	data, err := json.Marshal(event.Envelope{ID: "other-1", Type: "VOLUME_START", Time: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The consumer reads the whole outbox, other sinks' retries included.
+	if err := outbox.NewRetries(h.js).Requeue(context.Background(), "other", "VOLUME_START", data, nats.Header{}, "retry:other:1"); err != nil {
+		t.Fatal(err)
+	}
+	id := h.emit(event.Envelope{Type: "VOLUME_START"})
+	h.settled()
+	if calls := h.sink.callsOf("other-1"); calls != 0 {
+		t.Errorf("another sink's retry was sent %d times, want 0", calls)
+	}
+	if st := h.loop.Stats(); st.Delivered.Load() != 1 || h.sink.callsOf(id) != 1 {
+		t.Errorf("delivered %d, calls of the event %d; want 1, 1", st.Delivered.Load(), h.sink.callsOf(id))
 	}
 }

@@ -30,12 +30,11 @@ func EnsureStartupConsumer(ctx context.Context, js jetstream.JetStream, sink str
 
 func ensureConsumer(ctx context.Context, js jetstream.JetStream, sink string, ackWait time.Duration, maxAckPending int, startup bool) (jetstream.Consumer, error) {
 	cfg := jetstream.ConsumerConfig{
-		Durable:        ConsumerName(sink),
-		Description:    "Courier delivery to sink " + sink,
-		FilterSubjects: ConsumerSubjects(sink),
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        ackWait,
+		Durable:       ConsumerName(sink),
+		Description:   "Courier delivery to sink " + sink,
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
 		// The delivery loop decides when to give up; JetStream must never
 		// drop an event on its own.
 		MaxDeliver:    -1,
@@ -70,7 +69,7 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, sink string, ac
 const newStreamWindow = time.Minute
 
 // RemoveStaleConsumers deletes the consumers of sinks no longer configured,
-// so they stop holding events in the  It returns the removed sinks
+// so they stop holding events in the outbox. It returns the removed sinks
 // with the number of events each still had pending.
 func RemoveStaleConsumers(ctx context.Context, js jetstream.JetStream, keep map[string]bool) (map[string]uint64, error) {
 	stream, err := js.Stream(ctx, StreamEvents)

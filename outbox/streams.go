@@ -27,10 +27,20 @@ func EventSubject(eventType string) string { return subjectEvents + eventType }
 // IsEventSubject tells an event as emitted from a replay of it.
 func IsEventSubject(subject string) bool { return strings.HasPrefix(subject, subjectEvents) }
 
-// ConsumerSubjects are the subjects a sink's consumer reads: every event,
-// plus the replays addressed to that sink alone.
-func ConsumerSubjects(sink string) []string {
-	return []string{subjectEvents + ">", subjectReplay + sink + ".>"}
+// ForSink tells whether a sink is to deliver the outbox message stored on
+// subject: every event, and of the retries and replays only those
+// addressed to that sink. A sink's consumer reads the whole outbox and
+// acknowledges the rest unseen, because filtering by subject costs
+// JetStream a walk over every event type in a block for each message it
+// hands out (BenchmarkConsumeTypes: with 100 types, 2.3x the cost of
+// fetching and acknowledging an event unfiltered).
+func ForSink(subject, sink string) bool {
+	rest, ok := strings.CutPrefix(subject, subjectReplay)
+	if !ok {
+		return true
+	}
+	to, _, _ := strings.Cut(rest, ".") // sink names have no dots
+	return to == sink
 }
 
 func replaySubject(sink, eventType string) string { return subjectReplay + sink + "." + eventType }

@@ -130,7 +130,10 @@ func Sinks(ctx context.Context, js jetstream.JetStream, names []string, nodes []
 
 // Backlog is what a sink's consumer still owes: events not yet handed to
 // the sink (pending) and handed but not yet acknowledged (in flight).
-// Together they are the sink's backlog, as the metrics count it.
+// Together they are the sink's backlog, as the metrics count it. Since a
+// consumer reads the whole outbox, pending also counts other sinks'
+// retries and replays stored after the sink's position, which it skips
+// when it reaches them.
 func Backlog(info *jetstream.ConsumerInfo) (pending uint64, inFlight int) {
 	return info.NumPending, info.NumAckPending
 }
