@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/courierhq/courier/event"
 	"github.com/courierhq/courier/internal/testutil"
@@ -72,7 +74,7 @@ func BenchmarkAtomicBatch(b *testing.B) {
 			data := make([]byte, 256)
 			b.ResetTimer()
 			for n := range b.N {
-				if err := commitBatch(nc, fmt.Sprintf("b%d", n), size, data); err != nil {
+				if err := commitBatch(nc, outbox.EventSubject("BENCH"), fmt.Sprintf("b%d", n), size, data); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -82,11 +84,59 @@ func BenchmarkAtomicBatch(b *testing.B) {
 	}
 }
 
-// commitBatch stores size messages as one atomic batch (a plain publish
-// for one) and waits for the acknowledgement.
-func commitBatch(nc *nats.Conn, id string, size int, data []byte) error {
+// BenchmarkAtomicBatchStreams asks whether an outbox split into several
+// streams (partitions) would store more events for producers that wait:
+// each writer commits batches back to back to its stream, all streams at
+// once. writers x size is how many events wait at a time; with 64 waiting
+// producers, streams=4/size=16 is what four partitions would see.
+func BenchmarkAtomicBatchStreams(b *testing.B) {
+	for _, c := range []struct{ streams, size int }{{1, 64}, {2, 32}, {4, 16}, {8, 8}, {4, 64}} {
+		b.Run(fmt.Sprintf("streams=%d/size=%d", c.streams, c.size), func(b *testing.B) {
+			srv, js := testutil.StartOutbox(b, outbox.Limits{})
+			ctx := context.Background()
+			conns := make([]*nats.Conn, c.streams)
+			for i := range conns {
+				name := "PART" + strconv.Itoa(i)
+				if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+					Name: name, Subjects: []string{name + ".>"}, Storage: jetstream.FileStorage,
+					AllowAtomicPublish: true, Duplicates: 2 * time.Minute,
+				}); err != nil {
+					b.Fatal(err)
+				}
+				nc, err := nats.Connect(srv.ClientURL())
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer nc.Close()
+				conns[i] = nc
+			}
+			data := make([]byte, 256)
+			batches := b.N/c.streams + 1
+			var g errgroup.Group
+			b.ResetTimer()
+			for i, nc := range conns {
+				g.Go(func() error {
+					for n := range batches {
+						if err := commitBatch(nc, "PART"+strconv.Itoa(i)+".e", fmt.Sprintf("w%d-b%d", i, n), c.size, data); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+			}
+			if err := g.Wait(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(batches*c.streams*c.size)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
+// commitBatch stores size messages on subject as one atomic batch (a plain
+// publish for one) and waits for the acknowledgement.
+func commitBatch(nc *nats.Conn, subject, id string, size int, data []byte) error {
 	for i := 1; i <= size; i++ {
-		m := nats.NewMsg(outbox.EventSubject("BENCH"))
+		m := nats.NewMsg(subject)
 		m.Data = data
 		m.Header.Set(nats.MsgIdHdr, id+"-"+strconv.Itoa(i))
 		if size > 1 {
