@@ -173,7 +173,7 @@ func (c *courierSys) startDelivery(ctx context.Context, to sinkTarget) error {
 }
 
 func (c *courierSys) emit(ctx context.Context, i int) error {
-	if _, err := c.pub.Emit(ctx, envelope(i, dataFor(c.p.Size))); err != nil {
+	if _, err := c.pub.Emit(ctx, envelope(i, dataFor(c.p.Size), c.p.Types)); err != nil {
 		return fmt.Errorf("emit %d: %w", i, err)
 	}
 	return nil
@@ -181,7 +181,7 @@ func (c *courierSys) emit(ctx context.Context, i int) error {
 
 // emitAsync queues one event; wait reports whether it was stored.
 func (c *courierSys) emitAsync(ctx context.Context, i int) (func() error, error) {
-	pe, err := c.pub.EmitAsync(ctx, envelope(i, dataFor(c.p.Size)))
+	pe, err := c.pub.EmitAsync(ctx, envelope(i, dataFor(c.p.Size), c.p.Types))
 	if err != nil {
 		return nil, fmt.Errorf("emit %d: %w", i, err)
 	}

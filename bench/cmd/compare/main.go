@@ -37,6 +37,7 @@ type scenario struct {
 	Kind      string // emit | e2e | backlog
 	Sink      string // webhook (default) | amqp | kafka
 	Size      int    // bytes per event; 0 means defaultEventSize
+	Types     int    // event types the events cycle through; 0 means one
 	N, QuickN int
 	Producers int
 	Rate      int
@@ -78,6 +79,7 @@ var scenarios = []scenario{
 	{Name: "e2e503-1k", Title: "(3) end to end, 10% 503, paced 1k/s", Kind: "e2e", N: 5000, QuickN: 500, Rate: 1000, FailPct: 10},
 	{Name: "backlog-10k", Title: "(4) backlog of 10k, delivery down, then drain", Kind: "backlog", N: 10000, QuickN: 1000},
 	{Name: "backlog-100k", Title: "(4) backlog of 100k, delivery down, then drain", Kind: "backlog", N: 100000, QuickN: 2000},
+	{Name: "backlog-100k-types", Title: "(4) backlog of 100k over 100 event types, delivery down, then drain", Kind: "backlog", N: 100000, QuickN: 2000, Types: 100},
 	{Name: "backlog-1m", Title: "(4) backlog of 1M, delivery down, then drain", Kind: "backlog", N: 1000000, QuickN: 5000, Big: true, MinTimeout: 45 * time.Minute},
 	{Name: "amqp-fast", Title: "(5) end to end to RabbitMQ, as fast as possible", Kind: "e2e", Sink: "amqp", N: 20000, QuickN: 500},
 	{Name: "amqp-1k", Title: "(5) end to end to RabbitMQ, paced 1k/s", Kind: "e2e", Sink: "amqp", N: 5000, QuickN: 300, Rate: 1000},
@@ -219,7 +221,7 @@ func child(sys, name string, n, run int, o options) int {
 		n = s.N
 	}
 	res, err := runOne(params{
-		System: sys, Scenario: name, Kind: s.Kind, Sink: s.sink(), Size: s.size(), N: n,
+		System: sys, Scenario: name, Kind: s.Kind, Sink: s.sink(), Size: s.size(), Types: s.Types, N: n,
 		Producers: s.Producers, Rate: s.Rate, FailPct: s.FailPct, Concurrency: o.concurrency,
 		Timeout: o.timeout, AMQPURL: o.amqpURL, KafkaAddr: o.kafkaAddr, ProfileDir: o.profileDir, Run: run,
 		CourierOutbox: o.courierOutbox, CourierEventLog: o.courierEventLog,

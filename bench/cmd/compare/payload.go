@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,7 +30,7 @@ func dataFor(size int) json.RawMessage {
 	if d, ok := dataCache[size]; ok {
 		return d
 	}
-	e := envelope(0, nil)
+	e := envelope(0, nil, 1)
 	_ = e.Complete("bench")
 	b, _ := json.Marshal(&e)
 	pad := max(size-len(b)-len(`{"note":""}`), 0)
@@ -38,18 +39,25 @@ func dataFor(size int) json.RawMessage {
 	return d
 }
 
-func envelope(i int, data json.RawMessage) event.Envelope {
-	return event.Envelope{ID: eventID(i), Type: eventType, Node: "bench", Data: data}
+// envelope is event i; with types above 1, the events cycle through that
+// many types (VOLUME_CREATE_0, VOLUME_CREATE_1, ...).
+func envelope(i int, data json.RawMessage, types int) event.Envelope {
+	t := eventType
+	if types > 1 {
+		t += "_" + strconv.Itoa(i%types)
+	}
+	return event.Envelope{ID: eventID(i), Type: t, Node: "bench", Data: data}
 }
 
-// eventType is every event's type; Courier's AMQP sink uses it as the
-// routing key ({type}), and so does the Watermill AMQP publisher here.
+// eventType is every event's type unless a scenario spreads them over
+// several; Courier's AMQP sink uses it as the routing key ({type}), and so
+// does the Watermill AMQP publisher here.
 const eventType = "VOLUME_CREATE"
 
 // watermillPayload is the same envelope, completed and encoded by the
 // harness, as a Watermill user would marshal an event before publishing.
-func watermillPayload(i, size int) ([]byte, error) {
-	e := envelope(i, dataFor(size))
+func watermillPayload(i, size, types int) ([]byte, error) {
+	e := envelope(i, dataFor(size), types)
 	e.Time = time.Now().UTC()
 	e.Level = event.LevelInfo
 	e.Source = "courier"

@@ -24,6 +24,7 @@ type params struct {
 	Kind        string        // emit | e2e | backlog
 	Sink        string        // webhook | amqp | kafka
 	Size        int           // bytes per event
+	Types       int           // event types the events cycle through; 0 or 1: one
 	N           int           // events
 	Producers   int           // emit: concurrent producers, each waiting for its ack
 	Rate        int           // e2e: offered events/s, 0 = as fast as possible

@@ -232,7 +232,7 @@ func (h *hookHandler) handle(msg *message.Message) error {
 }
 
 func (s *watermillSys) message(i int) (*message.Message, error) {
-	payload, err := watermillPayload(i, s.p.Size)
+	payload, err := watermillPayload(i, s.p.Size, s.p.Types)
 	if err != nil {
 		return nil, fmt.Errorf("encode %d: %w", i, err)
 	}
