@@ -211,7 +211,7 @@ func (l *Loop) Run(ctx context.Context) error {
 				continue
 			}
 			if l.cfg.Ordered {
-				if key := eventKey(msg.Data()); key != "" {
+				if key := event.StoredKey(msg.Data()); key != "" {
 					release(slots, 1) // the key's worker takes a slot per attempt
 					l.dispatchOrdered(ctx, attemptCtx, key, msg, &wg, slots)
 					continue
@@ -253,7 +253,7 @@ func (l *Loop) probe(runCtx, attemptCtx context.Context, wg *sync.WaitGroup, slo
 			continue
 		}
 		if l.cfg.Ordered {
-			if key := eventKey(msg.Data()); key != "" {
+			if key := event.StoredKey(msg.Data()); key != "" {
 				l.dispatchOrdered(runCtx, attemptCtx, key, msg, wg, slots)
 				// Its key's worker attempts it; wait as long as an attempt
 				// may take (or until it closes the circuit) rather than

@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"time"
 
@@ -14,15 +13,6 @@ import (
 type keyQueues struct {
 	mu sync.Mutex
 	q  map[string][]jetstream.Msg
-}
-
-// eventKey reads only the ordering key of an envelope.
-func eventKey(data []byte) string {
-	var k struct {
-		Key string `json:"key"`
-	}
-	_ = json.Unmarshal(data, &k) // an undecodable event has no key; handle reports it
-	return k.Key
 }
 
 // dispatchOrdered queues a keyed event behind earlier events of its key and

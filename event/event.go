@@ -107,6 +107,16 @@ func DecodeStored(data []byte) (Envelope, error) {
 	return e, nil
 }
 
+// StoredKey reads only the ordering key of an envelope as DecodeStored
+// would read it; bytes that are not an envelope have none.
+func StoredKey(data []byte) string {
+	var k struct {
+		Key string `json:"key"`
+	}
+	_ = jsonv2.Unmarshal(data, &k, storedOptions)
+	return k.Key
+}
+
 // ErrInvalid is wrapped by every validation error, so callers can tell bad
 // input from transport failures with errors.Is.
 var ErrInvalid = errors.New("invalid event")

@@ -69,7 +69,8 @@ func sameEnvelope(a, b event.Envelope) bool {
 
 // FuzzDecodeStored: DecodeStored (encoding/json/v2) reads every input that
 // encoding/json v1, which stored events were read with before, reads, to
-// the same envelope; so switching decoders dead-letters no stored event.
+// the same envelope, and StoredKey to the same key; so switching decoders
+// dead-letters no stored event and orders none differently.
 func FuzzDecodeStored(f *testing.F) {
 	for _, s := range []string{
 		`{"id":"a","type":"VOLUME_CREATE","time":"2026-12-02T10:00:00.123456789Z","key":"k","level":"INFO","data":{"name":"gv1"}}`,
@@ -92,6 +93,9 @@ func FuzzDecodeStored(f *testing.F) {
 		}
 		if !reflect.DeepEqual(want.Clone(), got.Clone()) {
 			t.Fatalf("v1 and DecodeStored read %q differently:\n%#v\n%#v", b, want, got)
+		}
+		if key := event.StoredKey(b); key != want.Key {
+			t.Fatalf("StoredKey(%q) = %q, want %q", b, key, want.Key)
 		}
 	})
 }
