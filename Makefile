@@ -111,7 +111,7 @@ observe-test:
 ## bench-quick: every benchmark once, and a short Courier-vs-Watermill run,
 ## as a smoke test (completion with 0 lost, never a speed)
 bench-quick:
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./outbox/ ./worker/ ./delivery/ ./sinks/... ./cmd/emit/
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./event/ ./outbox/ ./worker/ ./delivery/ ./sinks/... ./cmd/emit/
 	COURIER_BENCH_LOG_ROWS=20000 $(GO) test -run '^$$' -bench . -benchtime 1x ./eventlog/
 	cd bench && $(GO) run ./cmd/compare --quick
 

@@ -29,7 +29,7 @@ func withSinkB(t testing.TB, js jetstream.JetStream) jetstream.Consumer {
 	return c
 }
 
-func stored(t *testing.T, js jetstream.JetStream) uint64 {
+func stored(t testing.TB, js jetstream.JetStream) uint64 {
 	t.Helper()
 	s, err := js.Stream(context.Background(), outbox.StreamEvents)
 	if err != nil {

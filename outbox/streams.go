@@ -32,7 +32,7 @@ func IsEventSubject(subject string) bool { return strings.HasPrefix(subject, sub
 // addressed to that sink. A sink's consumer reads the whole outbox and
 // acknowledges the rest unseen, because filtering by subject costs
 // JetStream a walk over every event type in a block for each message it
-// hands out (BenchmarkConsumeTypes: with 100 types, 2.3x the cost of
+// hands out (BenchmarkConsumeTypes: with 100 types, about 2x the cost of
 // fetching and acknowledging an event unfiltered).
 func ForSink(subject, sink string) bool {
 	rest, ok := strings.CutPrefix(subject, subjectReplay)
