@@ -87,7 +87,7 @@ func BenchmarkAtomicBatch(b *testing.B) {
 // BenchmarkAtomicBatchStreams asks whether an outbox split into several
 // streams (partitions) would store more events for producers that wait:
 // each writer commits batches back to back to its stream, all streams at
-// once. writers x size is how many events wait at a time; with 64 waiting
+// once. streams x size is how many events wait at a time; with 64 waiting
 // producers, streams=4/size=16 is what four partitions would see.
 func BenchmarkAtomicBatchStreams(b *testing.B) {
 	for _, c := range []struct{ streams, size int }{{1, 64}, {2, 32}, {4, 16}, {8, 8}, {4, 64}} {
