@@ -89,6 +89,7 @@ type Loop struct {
 	brk     *breaker.Breaker
 	keys    keyQueues
 	keeper  *keeper
+	acks    *acker
 	lastErr atomic.Pointer[string]
 	log     *slog.Logger
 	now     func() time.Time
@@ -143,6 +144,8 @@ func (l *Loop) Run(ctx context.Context) error {
 	attemptCtx, cancelAttempts := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelAttempts()
 	go l.keeper.run(attemptCtx) // ends with the last attempt
+	l.acks = startAcker(l.log)
+	defer l.acks.stop() // after the drain below: every attempt has ended
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, l.cfg.Concurrency)
 	// A fixed set of goroutines attempts the events, one per slot: a
@@ -523,12 +526,8 @@ func (l *Loop) disable(ctx context.Context, reason string, log *slog.Logger) {
 	}
 }
 
-func (l *Loop) ack(msg jetstream.Msg, env *event.Envelope) {
-	if err := msg.Ack(); err != nil {
-		// The event will be redelivered: a duplicate, never a loss.
-		l.log.Warn("acknowledgement failed; the event may be delivered again", "event_id", env.ID, "err", err)
-	}
-}
+// ack acknowledges a settled event, in a burst with others (acker).
+func (l *Loop) ack(msg jetstream.Msg, env *event.Envelope) { l.acks.ack(msg, env.ID) }
 
 // deadLetter stores the dead letter and only then terminates the original:
 // Term counts as an acknowledgement, so the order is what keeps the event.
