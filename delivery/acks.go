@@ -20,7 +20,8 @@ type acker struct {
 	log  *slog.Logger
 }
 
-// pendingAck is a message to acknowledge and its event, for the log.
+// pendingAck is a message to acknowledge and its event's id, for the log
+// (empty for another sink's retry, which the loop skips).
 type pendingAck struct {
 	msg     jetstream.Msg
 	eventID string
@@ -78,7 +79,7 @@ func (a *acker) run() {
 		for _, p := range burst {
 			if err := p.msg.Ack(); err != nil {
 				// The event will be redelivered: a duplicate, never a loss.
-				a.log.Warn("acknowledgement failed; the event may be delivered again", "event_id", p.eventID, "err", err)
+				a.log.Warn("acknowledgement failed; the event may be delivered again", "event_id", p.eventID, "subject", p.msg.Subject(), "err", err)
 			}
 		}
 	}

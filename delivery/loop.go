@@ -312,10 +312,7 @@ func (l *Loop) skipOthers(msg jetstream.Msg) bool {
 	if outbox.ForSink(msg.Subject(), l.cfg.Name) {
 		return false
 	}
-	if err := msg.Ack(); err != nil {
-		// It comes back after the ack wait and is skipped again.
-		l.log.Debug("acknowledging another sink's retry failed", "subject", msg.Subject(), "err", err)
-	}
+	l.acks.ack(msg, "") // lost, it comes back after the ack wait and is skipped again
 	return true
 }
 
