@@ -30,28 +30,70 @@ func OpenBucket(ctx context.Context, js jetstream.JetStream, name string) (*Buck
 	return &Bucket{kv: kv}, err
 }
 
-// All returns every key's current value, read as one consistent snapshot.
+// All returns every key's current value, read as one snapshot.
+//
+// The watcher behind it reads from one replica, chosen by the server, and
+// a node that just rejoined the cluster serves it before its replica has
+// caught up: its snapshot would lack what the others stored meanwhile
+// (`worker sinks list` printed no sinks through it, and the node ran
+// without them). So All first asks the stream's leader for its last
+// revision, and reads on until the watcher has delivered that one.
 func (b *Bucket) All(ctx context.Context) (map[string][]byte, error) {
-	w, err := b.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	last, err := b.lastRevision(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w, err := b.kv.WatchAll(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read bucket %s: %w", b.kv.Bucket(), err)
 	}
 	defer func() { _ = w.Stop() }()
 	out := map[string][]byte{}
-	for {
+	var seen uint64
+	sentCurrent := false
+	for !sentCurrent || seen < last {
 		select {
 		case <-ctx.Done():
+			if sentCurrent {
+				return nil, fmt.Errorf("read bucket %s: the replica read has revision %d of %d: %w", b.kv.Bucket(), seen, last, ctx.Err())
+			}
 			return nil, fmt.Errorf("read bucket %s: %w", b.kv.Bucket(), ctx.Err())
 		case e, ok := <-w.Updates():
 			if !ok {
 				return nil, fmt.Errorf("read bucket %s: watcher stopped", b.kv.Bucket())
 			}
-			if e == nil { // every current value was sent
-				return out, nil
+			if e == nil { // every value the replica holds was sent
+				sentCurrent = true
+				continue
 			}
-			out[e.Key()] = e.Value()
+			seen = max(seen, e.Revision())
+			if e.Operation() == jetstream.KeyValuePut {
+				out[e.Key()] = e.Value()
+			} else {
+				delete(out, e.Key())
+			}
 		}
 	}
+	return out, nil
+}
+
+// lastRevision is the revision of the bucket's newest entry, as the
+// stream's leader knows it (0 when the bucket is empty). The newest entry
+// is never removed by the bucket's history limit nor by a delete, which
+// leaves a marker, so a watcher always delivers it.
+func (b *Bucket) lastRevision(ctx context.Context) (uint64, error) {
+	st, err := b.kv.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read bucket %s: %w", b.kv.Bucket(), err)
+	}
+	info, ok := st.(interface{ StreamInfo() *jetstream.StreamInfo })
+	if !ok || info.StreamInfo() == nil {
+		return 0, fmt.Errorf("read bucket %s: its status has no stream state", b.kv.Bucket())
+	}
+	if state := info.StreamInfo().State; state.Msgs > 0 {
+		return state.LastSeq, nil
+	}
+	return 0, nil
 }
 
 // Get returns a key's value; ok is false when the key has none.
