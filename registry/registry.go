@@ -200,10 +200,14 @@ func (r *Registry) put(ctx context.Context, definition []byte, origin string, re
 // sink's claim on undelivered events. It returns how many events the sink
 // still had to deliver. Dead letters stay until they expire.
 func (r *Registry) Delete(ctx context.Context, name string) (undelivered uint64, err error) {
-	_, defined, err := r.sinks.Get(ctx, name)
+	// Read as a snapshot, not by a direct get: one answered by a replica
+	// still catching up could miss the definition, and only the consumer
+	// would go.
+	all, err := r.sinks.All(ctx)
 	if err != nil {
 		return 0, err
 	}
+	_, defined := all[name]
 	if defined {
 		if err := r.sinks.Delete(ctx, name); err != nil {
 			return 0, err
