@@ -35,9 +35,10 @@ func OpenBucket(ctx context.Context, js jetstream.JetStream, name string) (*Buck
 // The watcher behind it reads from one replica, chosen by the server, and
 // a node that just rejoined the cluster serves it before its replica has
 // caught up: its snapshot would lack what the others stored meanwhile
-// (`worker sinks list` printed no sinks through it, and the node ran
-// without them). So All first asks the stream's leader for its last
-// revision, and reads on until the watcher has delivered that one.
+// (`worker sinks list` printed no sinks through it, and a worker starting
+// there could miss a sink until its next re-read). So All first asks the
+// stream's leader for its last revision, and reads on until the watcher
+// has delivered that one.
 func (b *Bucket) All(ctx context.Context) (map[string][]byte, error) {
 	last, err := b.lastRevision(ctx)
 	if err != nil {
