@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -40,9 +41,12 @@ func OpenBucket(ctx context.Context, js jetstream.JetStream, name string) (*Buck
 // stream's leader for its last revision, and reads on until the watcher
 // has delivered that one.
 func (b *Bucket) All(ctx context.Context) (map[string][]byte, error) {
+	// Without a leader (right after a node was killed, until the election
+	// ends) the read goes on as before: the replica's snapshot, which is
+	// better than none for a node that must apply its sinks.
 	last, err := b.lastRevision(ctx)
 	if err != nil {
-		return nil, err
+		last = 0
 	}
 	w, err := b.kv.WatchAll(ctx)
 	if err != nil {
@@ -78,11 +82,16 @@ func (b *Bucket) All(ctx context.Context) (map[string][]byte, error) {
 	return out, nil
 }
 
+// leaderWait bounds how long All waits for the stream's leader to answer.
+const leaderWait = 2 * time.Second
+
 // lastRevision is the revision of the bucket's newest entry, as the
 // stream's leader knows it (0 when the bucket is empty). The newest entry
 // is never removed by the bucket's history limit nor by a delete, which
 // leaves a marker, so a watcher always delivers it.
 func (b *Bucket) lastRevision(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, leaderWait)
+	defer cancel()
 	st, err := b.kv.Status(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("read bucket %s: %w", b.kv.Bucket(), err)
