@@ -44,10 +44,7 @@ func (b *Bucket) All(ctx context.Context) (map[string][]byte, error) {
 	// Without a leader (right after a node was killed, until the election
 	// ends) the read goes on as before: the replica's snapshot, which is
 	// better than none for a node that must apply its sinks.
-	last, err := b.lastRevision(ctx)
-	if err != nil {
-		last = 0
-	}
+	last := b.lastRevision(ctx)
 	w, err := b.kv.WatchAll(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read bucket %s: %w", b.kv.Bucket(), err)
@@ -86,24 +83,22 @@ func (b *Bucket) All(ctx context.Context) (map[string][]byte, error) {
 const leaderWait = 2 * time.Second
 
 // lastRevision is the revision of the bucket's newest entry, as the
-// stream's leader knows it (0 when the bucket is empty). The newest entry
-// is never removed by the bucket's history limit nor by a delete, which
-// leaves a marker, so a watcher always delivers it.
-func (b *Bucket) lastRevision(ctx context.Context) (uint64, error) {
+// stream's leader knows it; 0 when the bucket is empty or the leader does
+// not answer within leaderWait. The newest entry is never removed by the
+// bucket's history limit nor by a delete, which leaves a marker, so a
+// watcher always delivers it.
+func (b *Bucket) lastRevision(ctx context.Context) uint64 {
 	ctx, cancel := context.WithTimeout(ctx, leaderWait)
 	defer cancel()
 	st, err := b.kv.Status(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("read bucket %s: %w", b.kv.Bucket(), err)
+		return 0
 	}
 	info, ok := st.(interface{ StreamInfo() *jetstream.StreamInfo })
-	if !ok || info.StreamInfo() == nil {
-		return 0, fmt.Errorf("read bucket %s: its status has no stream state", b.kv.Bucket())
+	if !ok || info.StreamInfo() == nil || info.StreamInfo().State.Msgs == 0 {
+		return 0
 	}
-	if state := info.StreamInfo().State; state.Msgs > 0 {
-		return state.LastSeq, nil
-	}
-	return 0, nil
+	return info.StreamInfo().State.LastSeq
 }
 
 // Get returns a key's value; ok is false when the key has none.
