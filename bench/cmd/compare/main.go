@@ -670,6 +670,7 @@ func rowsFor(s scenario) []row {
 	case "backlog":
 		rows = append(rows,
 			row{"time to queue s", func(r result) float64 { return r.QueueSeconds }, "%.2f"},
+			row{"time to first receipt s", func(r result) float64 { return r.FirstSeconds }, "%.2f"},
 			row{"time to drain s (lower is better)", func(r result) float64 { return r.Seconds }, "%.2f"},
 			row{"drain events/s", func(r result) float64 { return r.EventsPerSec }, "%.0f"})
 	}

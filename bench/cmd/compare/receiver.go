@@ -83,6 +83,17 @@ func (t *tally) lostAndDuplicates() (lost, dups int) {
 // first is the receipt time of event i in Unix nanoseconds, 0 if none.
 func (t *tally) first(i int) int64 { return t.firstAt[i].Load() }
 
+// earliest is the first receipt of any event (Unix ns), 0 if none.
+func (t *tally) earliest() int64 {
+	var e int64
+	for i := range t.firstAt {
+		if at := t.firstAt[i].Load(); at != 0 && (e == 0 || at < e) {
+			e = at
+		}
+	}
+	return e
+}
+
 func (t *tally) counts() *tally { return t }
 
 // endpoint is where a system under test delivers: it says how to reach it

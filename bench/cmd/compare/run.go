@@ -62,6 +62,7 @@ type result struct {
 	MaxMs        float64 `json:"max_ms,omitempty"`
 	Slowest      string  `json:"slowest,omitempty"`       // the event with MaxMs, to look it up in logs
 	QueueSeconds float64 `json:"queue_seconds,omitempty"` // backlog: time to store it
+	FirstSeconds float64 `json:"first_seconds,omitempty"` // backlog: from the drain's start to the first receipt
 	Lost         int     `json:"lost"`
 	Duplicates   int     `json:"duplicates"`
 	Refused      int64   `json:"refused,omitempty"` // 503 answers given
@@ -220,6 +221,9 @@ func runBacklog(ctx context.Context, sys system, p params, res *result) error {
 	}
 	res.Lost, res.Duplicates = ep.counts().lostAndDuplicates()
 	res.Unknown = ep.counts().unknown.Load()
+	if first := ep.counts().earliest(); first != 0 {
+		res.FirstSeconds = time.Duration(first - win.t0.UnixNano()).Seconds()
+	}
 	return nil
 }
 
