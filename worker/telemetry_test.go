@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -105,7 +106,17 @@ func TestMetricsAfterAKnownRun(t *testing.T) {
 		return s.Delivered.Load() == 1 && s.DeadLettered.Load() == 1 && s.Filtered.Load() == 1
 	}, "run settled")
 
-	_, body := testutil.Get(t, n.AdminHandler(), "/metrics")
+	// The loop acknowledges in bursts, just after it counts an attempt:
+	// scrape until the outbox has the last acknowledgement (or give up and
+	// report what the last scrape lacks).
+	var body string
+	for deadline := time.Now().Add(waitFor); ; {
+		_, body = testutil.Get(t, n.AdminHandler(), "/metrics")
+		if strings.Contains(body, `courier_consumer_pending{sink="audit"} 0`) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for _, want := range []string{
 		`courier_deliveries_total{outcome="delivered",sink="audit"} 1`,
 		`courier_deliveries_total{outcome="retried",sink="audit"} 1`,
