@@ -33,6 +33,12 @@ const (
 	logBatch   = 500
 	logMaxWait = 500 * time.Millisecond
 	logAckWait = 30 * time.Second
+	// logGather is how long a batch smaller than logBatch waits for more
+	// before it is written. Written as they came, events at 1k/s went one
+	// per transaction, each commit an fsync: 0.4 ms of CPU per event, more
+	// than delivering it. The log is up to this much later; the outbox's
+	// trim and event_log.max_lag are in seconds.
+	logGather = 50 * time.Millisecond
 )
 
 // eventLogState is a node's event log and what it counted.
@@ -276,12 +282,29 @@ func ackLogBatch(msgs []jetstream.Msg, shared bool) error {
 	return first
 }
 
-// fetchLogBatch takes what is waiting, up to logBatch, without waiting for
-// a full batch: under load that is a large batch, when quiet one event
-// logged at once. A log that waited to fill its batches would hold the
-// outbox's trim back by that wait. With nothing waiting it blocks until
-// something comes, up to logMaxWait.
+// fetchLogBatch takes what is waiting, up to logBatch; with nothing
+// waiting it blocks until something comes, up to logMaxWait. A batch short
+// of logBatch then gathers what else comes within logGather, no longer: a
+// log that waited to fill its batches would hold the outbox's trim back by
+// that wait.
 func fetchLogBatch(c jetstream.Consumer) ([]jetstream.Msg, error) {
+	msgs, err := fetchLogWaiting(c)
+	if err != nil || len(msgs) == 0 || len(msgs) >= logBatch {
+		return msgs, err
+	}
+	more, err := c.Fetch(logBatch-len(msgs), jetstream.FetchMaxWait(logGather))
+	if err != nil {
+		return msgs, nil // written now; the rest comes with the next batch
+	}
+	for m := range more.Messages() {
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
+}
+
+// fetchLogWaiting takes what is waiting, up to logBatch, or blocks for the
+// next event, up to logMaxWait.
+func fetchLogWaiting(c jetstream.Consumer) ([]jetstream.Msg, error) {
 	batch, err := c.FetchNoWait(logBatch)
 	if err != nil {
 		return nil, err
