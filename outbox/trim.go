@@ -20,6 +20,16 @@ func LogConsumer(node string, shared bool) string {
 	return "log-" + subjectToken(node)
 }
 
+// AttemptsLogConsumer is the name of the event log's consumer on the
+// attempts stream: "log-attempts-<node>", or "log-attempts" when the nodes
+// share a database.
+func AttemptsLogConsumer(node string, shared bool) string {
+	if shared {
+		return "log-attempts"
+	}
+	return "log-attempts-" + node
+}
+
 func isLogConsumer(name string) bool { return name == "log" || strings.HasPrefix(name, "log-") }
 
 // LogBound is how far an event log's consumer may fall behind and still

@@ -55,15 +55,6 @@ type eventLogState struct {
 // and so one consumer per stream, instead of a SQLite log each.
 func (w *Worker) logShared() bool { return w.cfg.EventLog.URL != "" }
 
-// attemptsConsumer is the name of the node's consumer on the attempts
-// stream ("log-attempts" when the nodes share one database).
-func attemptsConsumer(node string, shared bool) string {
-	if shared {
-		return "log-attempts"
-	}
-	return "log-attempts-" + node
-}
-
 // ensureEventLogConsumers creates the event log's consumers on the outbox
 // and the attempts stream, which start at the beginning of each: the log
 // holds everything from the node's first start on. With the log off it
@@ -79,11 +70,11 @@ func (w *Worker) ensureEventLogConsumers(ctx context.Context, js jetstream.JetSt
 	}
 	names := map[string]string{
 		outbox.StreamEvents:   outbox.LogConsumer(w.cfg.NodeID, shared),
-		outbox.StreamAttempts: attemptsConsumer(w.cfg.NodeID, shared),
+		outbox.StreamAttempts: outbox.AttemptsLogConsumer(w.cfg.NodeID, shared),
 	}
 	own := map[string]string{
 		outbox.StreamEvents:   outbox.LogConsumer(w.cfg.NodeID, false),
-		outbox.StreamAttempts: attemptsConsumer(w.cfg.NodeID, false),
+		outbox.StreamAttempts: outbox.AttemptsLogConsumer(w.cfg.NodeID, false),
 	}
 	for stream, name := range names {
 		// A shared consumer is the other nodes' too: only this node's own
@@ -138,7 +129,7 @@ func (w *Worker) runEventLog(startCtx, ctx context.Context) error {
 		if events, err = w.js.Consumer(ctx, outbox.StreamEvents, outbox.LogConsumer(w.cfg.NodeID, shared)); err != nil {
 			return fmt.Errorf("open event log consumer: %w", err)
 		}
-		if attempts, err = w.js.Consumer(ctx, outbox.StreamAttempts, attemptsConsumer(w.cfg.NodeID, shared)); err != nil {
+		if attempts, err = w.js.Consumer(ctx, outbox.StreamAttempts, outbox.AttemptsLogConsumer(w.cfg.NodeID, shared)); err != nil {
 			return fmt.Errorf("open event log attempts consumer: %w", err)
 		}
 		return nil

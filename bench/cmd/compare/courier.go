@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/courierhq/courier/config"
@@ -231,6 +232,44 @@ func (c *courierSys) fast(ctx context.Context, n int, stamp func(int)) error {
 // at 65,536 the pending emits were most of the 100k backlog's peak (218
 // MiB against 140 at this window, queueing about as fast).
 const fastWindow = 1 << 13
+
+// waitLog waits until the node's event log has read every event and
+// attempt: its consumers on both streams have nothing pending or
+// unacknowledged.
+func (c *courierSys) waitLog(ctx context.Context, within time.Duration) error {
+	nc, err := nats.Connect(c.url)
+	if err != nil {
+		return fmt.Errorf("connect to the outbox: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	consumers := map[string]string{
+		outbox.StreamEvents:   outbox.LogConsumer(c.cfg.NodeID, false),
+		outbox.StreamAttempts: outbox.AttemptsLogConsumer(c.cfg.NodeID, false),
+	}
+	for deadline := time.Now().Add(within); ; {
+		caughtUp := true
+		for stream, name := range consumers {
+			cons, err := js.Consumer(ctx, stream, name)
+			if err != nil {
+				return fmt.Errorf("event log consumer %s: %w", name, err)
+			}
+			if info := cons.CachedInfo(); info.NumPending > 0 || info.NumAckPending > 0 {
+				caughtUp = false
+			}
+		}
+		if caughtUp {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the event log did not catch up within %s", within)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the consumers' state
+	}
+}
 
 func (c *courierSys) store() (url, stream string) { return c.url, outbox.StreamEvents }
 

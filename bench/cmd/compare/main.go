@@ -672,6 +672,8 @@ func rowsFor(s scenario) []row {
 			row{"time to queue s", func(r result) float64 { return r.QueueSeconds }, "%.2f"},
 			row{"time to first receipt s", func(r result) float64 { return r.FirstSeconds }, "%.2f"},
 			row{"time to drain s (lower is better)", func(r result) float64 { return r.Seconds }, "%.2f"},
+			row{"then, event log caught up s", func(r result) float64 { return r.LogSeconds }, "%.2f"},
+			row{"then, event log CPU s per 100k events", func(r result) float64 { return r.LogCPUSeconds * 100000 / float64(max(r.N, 1)) }, "%.2f"},
 			row{"drain events/s", func(r result) float64 { return r.EventsPerSec }, "%.0f"})
 	}
 	return append(rows,
