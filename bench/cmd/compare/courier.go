@@ -119,15 +119,11 @@ func (c *courierSys) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start outbox: %w", err)
 	}
-	nc, err := c.srv.InProcessConn()
+	nc, js, err := openJetStream(c.srv.InProcessConn())
 	if err != nil {
-		return fmt.Errorf("outbox connection: %w", err)
+		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
 	if err := outbox.EnsureStreams(ctx, js, worker.Limits(c.cfg)); err != nil {
 		return fmt.Errorf("outbox streams: %w", err)
 	}
@@ -237,15 +233,11 @@ const fastWindow = 1 << 13
 // attempt: its consumers on both streams have nothing pending or
 // unacknowledged.
 func (c *courierSys) waitLog(ctx context.Context, within time.Duration) error {
-	nc, err := nats.Connect(c.url)
+	nc, js, err := openJetStream(nats.Connect(c.url))
 	if err != nil {
-		return fmt.Errorf("connect to the outbox: %w", err)
+		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
 	consumers := map[string]string{
 		outbox.StreamEvents:   outbox.LogConsumer(c.cfg.NodeID, false),
 		outbox.StreamAttempts: outbox.AttemptsLogConsumer(c.cfg.NodeID, false),
@@ -269,6 +261,20 @@ func (c *courierSys) waitLog(ctx context.Context, within time.Duration) error {
 		}
 		time.Sleep(20 * time.Millisecond) // polling the consumers' state
 	}
+}
+
+// openJetStream opens JetStream over a connection just made to the
+// outbox; the caller closes the connection.
+func openJetStream(nc *nats.Conn, err error) (*nats.Conn, jetstream.JetStream, error) {
+	if err != nil {
+		return nil, nil, fmt.Errorf("outbox connection: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return nc, js, nil
 }
 
 func (c *courierSys) store() (url, stream string) { return c.url, outbox.StreamEvents }
